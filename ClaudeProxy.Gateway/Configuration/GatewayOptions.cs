@@ -1,0 +1,116 @@
+using System.Globalization;
+using System.Text;
+
+namespace ClaudeProxy.Gateway.Configuration;
+
+/// <summary>
+/// The gateway's settings, read once at start from the environment (the seed's variable names) and validated.
+/// Deliberately not a record: its ToString must never print the secrets it holds.
+/// </summary>
+public sealed class GatewayOptions
+{
+    public const int MinJwtSecretBytes = 32;
+
+    public required string Host { get; init; }
+    public int? Port { get; init; }
+    public required string AnthropicApiKey { get; init; }
+    public required Uri AnthropicBaseUrl { get; init; }
+    public required byte[] JwtSecret { get; init; }
+    public TimeSpan JwtLifetime { get; init; } = TimeSpan.FromHours(24);
+    public string JwtIssuer { get; init; } = "claudeproxy";
+    public string JwtAudience { get; init; } = "claudeproxy-gateway";
+    public string? ProxyBaseUrl { get; init; }
+    public int RateLimitMax { get; init; } = 100;
+    public TimeSpan RateLimitWindow { get; init; } = TimeSpan.FromMilliseconds(60_000);
+    public long MaxPayloadSize { get; init; } = 2 * 1024 * 1024;
+    public IReadOnlyList<string> CorsOrigins { get; init; } = [];
+    public IReadOnlyList<string> DefaultModels { get; init; } = ["claude-*"];
+    public decimal? DefaultSpendCap { get; init; }
+    public string OrgId { get; init; } = "default";
+    public string? AdminApiKey { get; init; }
+    public TimeSpan UpstreamTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    public static GatewayOptions Load(IConfiguration config)
+    {
+        var apiKey = Required(config, "ANTHROPIC_API_KEY");
+        var secret = Required(config, "JWT_SECRET");
+        if (Encoding.UTF8.GetByteCount(secret) < MinJwtSecretBytes)
+        {
+            throw new GatewayConfigurationException($"JWT_SECRET must be at least {MinJwtSecretBytes} bytes long.");
+        }
+        var baseUrl = config["ANTHROPIC_BASE_URL"] is { Length: > 0 } b ? b : "https://api.anthropic.com";
+        if (!Uri.TryCreate(baseUrl.TrimEnd('/'), UriKind.Absolute, out var baseUri) || (baseUri.Scheme != "http" && baseUri.Scheme != "https"))
+        {
+            throw new GatewayConfigurationException("ANTHROPIC_BASE_URL must be an absolute http(s) URL.");
+        }
+        var upstreamMinutes = Number(config, "UPSTREAM_TIMEOUT_SECONDS", 600, 10, 86_400);
+        return new GatewayOptions
+        {
+            Host = config["HOST"] is { Length: > 0 } h ? h : "0.0.0.0",
+            Port = config["PORT"] is { Length: > 0 } ? (int)Number(config, "PORT", 3001, 0, 65_535) : null,
+            AnthropicApiKey = apiKey,
+            AnthropicBaseUrl = baseUri,
+            JwtSecret = Encoding.UTF8.GetBytes(secret),
+            JwtLifetime = TimeSpan.FromHours(Number(config, "JWT_EXPIRATION_HOURS", 24, 0.01, 24 * 365)),
+            JwtIssuer = config["JWT_ISSUER"] is { Length: > 0 } iss ? iss : "claudeproxy",
+            JwtAudience = config["JWT_AUDIENCE"] is { Length: > 0 } aud ? aud : "claudeproxy-gateway",
+            ProxyBaseUrl = config["PROXY_BASE_URL"] is { Length: > 0 } p ? p.TrimEnd('/') : null,
+            RateLimitMax = (int)Number(config, "RATE_LIMIT_MAX", 100, 1, 1_000_000),
+            RateLimitWindow = TimeSpan.FromMilliseconds(Number(config, "RATE_LIMIT_WINDOW", 60_000, 100, 86_400_000)),
+            MaxPayloadSize = Size(config, "MAX_PAYLOAD_SIZE", 2 * 1024 * 1024),
+            CorsOrigins = List(config["CORS_ORIGINS"]),
+            DefaultModels = config["DEFAULT_MODELS"] is { Length: > 0 } m ? List(m) : ["claude-*"],
+            DefaultSpendCap = config["DEFAULT_SPEND_CAP"] is { Length: > 0 } ? (decimal)Number(config, "DEFAULT_SPEND_CAP", 0, 0, 1e9) : null,
+            OrgId = config["ORG_ID"] is { Length: > 0 } org ? org : "default",
+            AdminApiKey = config["ADMIN_API_KEY"] is { Length: > 0 } admin ? admin : null,
+            UpstreamTimeout = TimeSpan.FromSeconds(upstreamMinutes),
+        };
+    }
+
+    private static string Required(IConfiguration config, string name) =>
+        config[name] is { Length: > 0 } value
+            ? value
+            : throw new GatewayConfigurationException($"{name} is required but not set.");
+
+    internal static double Number(IConfiguration config, string name, double fallback, double min, double max)
+    {
+        var raw = config[name];
+        if (string.IsNullOrWhiteSpace(raw))
+        {
+            return fallback;
+        }
+        if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
+        {
+            throw new GatewayConfigurationException($"{name} must be a number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}.");
+        }
+        return value;
+    }
+
+    /// <summary>Bytes, or a number with kb/mb/gb (1024-based): "2mb", "512kb", "2097152".</summary>
+    internal static long Size(IConfiguration config, string name, long fallback)
+    {
+        var raw = config[name]?.Trim().ToLowerInvariant();
+        if (string.IsNullOrEmpty(raw))
+        {
+            return fallback;
+        }
+        long multiplier = 1;
+        foreach (var (suffix, factor) in new[] { ("kb", 1024L), ("mb", 1024L * 1024), ("gb", 1024L * 1024 * 1024), ("k", 1024L), ("m", 1024L * 1024), ("b", 1L) })
+        {
+            if (raw.EndsWith(suffix, StringComparison.Ordinal))
+            {
+                multiplier = factor;
+                raw = raw[..^suffix.Length].Trim();
+                break;
+            }
+        }
+        if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || value <= 0 || value * multiplier > 1024L * 1024 * 1024)
+        {
+            throw new GatewayConfigurationException($"{name} must be a size such as 2mb, 512kb or a number of bytes (at most 1gb).");
+        }
+        return (long)(value * multiplier);
+    }
+
+    internal static IReadOnlyList<string> List(string? raw) =>
+        string.IsNullOrWhiteSpace(raw) ? [] : raw.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+}

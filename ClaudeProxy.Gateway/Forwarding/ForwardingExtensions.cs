@@ -1,0 +1,36 @@
+using ClaudeProxy.Gateway.Errors;
+
+namespace ClaudeProxy.Gateway.Forwarding;
+
+public static class ForwardingExtensions
+{
+    public static IHostApplicationBuilder AddForwarding(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddHttpForwarder();
+        builder.Services.AddSingleton<UpstreamClient>();
+        builder.Services.AddSingleton<UpstreamTransformer>();
+        builder.Services.AddSingleton<ProxyHandler>();
+        return builder;
+    }
+
+    /// <summary>
+    /// The wire contract: the metered Anthropic routes, a local answer to <c>/api/hello</c>, and 404 in Anthropic's
+    /// shape for any other path, so the master key never reaches an endpoint the gateway does not meter.
+    /// </summary>
+    public static IEndpointRouteBuilder MapAnthropicApi(this IEndpointRouteBuilder app)
+    {
+        var handler = app.ServiceProvider.GetRequiredService<ProxyHandler>();
+        app.MapPost("/v1/messages", ctx => handler.HandleAsync(ctx, ApiRoute.Messages));
+        app.MapPost("/v1/messages/count_tokens", ctx => handler.HandleAsync(ctx, ApiRoute.CountTokens));
+        app.MapPost("/v1/complete", ctx => handler.HandleAsync(ctx, ApiRoute.Complete));
+        app.MapGet("/v1/models", ctx => handler.HandleAsync(ctx, ApiRoute.Models));
+        app.MapGet("/v1/models/{id}", ctx => handler.HandleAsync(ctx, ApiRoute.Models));
+        app.MapMethods("/api/hello", ["GET", "HEAD"], (HttpContext ctx) =>
+        {
+            ctx.Response.ContentType = "application/json";
+            return HttpMethods.IsHead(ctx.Request.Method) ? Task.CompletedTask : ctx.Response.WriteAsync("{\"message\":\"hello\"}");
+        });
+        app.Map("/v1/{**rest}", ctx => ApiErrors.WriteAsync(ctx, 404, "not_found_error", $"{ctx.Request.Method} {ctx.Request.Path} is not served by this gateway"));
+        return app;
+    }
+}

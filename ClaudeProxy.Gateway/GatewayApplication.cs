@@ -1,0 +1,34 @@
+using ClaudeProxy.Gateway.Configuration;
+using ClaudeProxy.Gateway.Errors;
+using ClaudeProxy.Gateway.Forwarding;
+using ClaudeProxy.Gateway.Limits;
+using ClaudeProxy.Gateway.Tokens;
+
+namespace ClaudeProxy.Gateway;
+
+/// <summary>The gateway, concern by concern. Program runs it; tests host it in-process on loopback.</summary>
+public static class GatewayApplication
+{
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+        configure?.Invoke(builder);
+        var options = builder.AddGatewayHosting();
+        builder.AddServiceDefaults();
+        builder.AddTokens();
+        builder.AddLimits();
+        builder.AddForwarding();
+
+        var app = builder.Build();
+        app.UseMiddleware<GatewayErrorMiddleware>();
+        if (options.CorsOrigins.Count > 0)
+        {
+            app.UseCors();
+        }
+        app.MapDefaultEndpoints();
+        app.MapBootstrapApi();
+        app.MapAnthropicApi();
+        app.MapFallback(ctx => ApiErrors.WriteAsync(ctx, 404, "not_found_error", $"{ctx.Request.Method} {ctx.Request.Path} is not served by this gateway"));
+        return app;
+    }
+}

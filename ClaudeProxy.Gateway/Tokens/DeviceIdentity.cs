@@ -1,0 +1,25 @@
+namespace ClaudeProxy.Gateway.Tokens;
+
+/// <summary>What a valid wrapper token says about the device that holds it.</summary>
+public sealed class DeviceIdentity
+{
+    public required string DeviceId { get; init; }
+    public required string UserId { get; init; }
+    public required string OrgId { get; init; }
+    public required ModelAllowlist Models { get; init; }
+    public required int RateLimit { get; init; }
+    public int? TokenLimit { get; init; }
+    public decimal? SpendCap { get; init; }
+    public int PolicyVersion { get; init; }
+    public required string TokenId { get; init; }
+    public DateTimeOffset IssuedAt { get; init; }
+    public DateTimeOffset ExpiresAt { get; init; }
+}
+
+/// <summary>The device's policy as it goes into a token.</summary>
+public sealed record DevicePolicy(
+    IReadOnlyList<string> Models,
+    int RateLimit,
+    int? TokenLimit,
+    decimal? SpendCap,
+    int PolicyVersion);

@@ -1,0 +1,12 @@
+namespace ClaudeProxy.Gateway.Tokens;
+
+public static class TokensExtensions
+{
+    public static IHostApplicationBuilder AddTokens(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<TokenService>();
+        builder.Services.AddSingleton<ConfiguredDeviceDirectory>();
+        builder.Services.AddSingleton<IDeviceDirectory>(sp => sp.GetRequiredService<ConfiguredDeviceDirectory>());
+        return builder;
+    }
+}
