@@ -1,0 +1,75 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+using ClaudeProxy.Gateway;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace ClaudeProxy.Tests.Infrastructure;
+
+/// <summary>A real gateway on a free loopback port, in this process, with its log lines captured.</summary>
+public sealed class GatewayHost : IAsyncDisposable
+{
+    private GatewayHost(WebApplication app, LogCapture logs, IReadOnlyDictionary<string, string?> settings)
+    {
+        App = app;
+        Logs = logs;
+        Settings = settings;
+        BaseUrl = new Uri(app.Urls.First());
+        Client = new HttpClient { BaseAddress = BaseUrl, Timeout = TimeSpan.FromSeconds(60) };
+    }
+
+    public WebApplication App { get; }
+    public LogCapture Logs { get; }
+    public IReadOnlyDictionary<string, string?> Settings { get; }
+    public Uri BaseUrl { get; }
+    public HttpClient Client { get; }
+    public IServiceProvider Services => App.Services;
+
+    /// <summary>Settings every test gateway starts from; anything the machine's environment says about these is overridden.</summary>
+    public static Dictionary<string, string?> DefaultSettings(Uri upstream, string masterKey, string jwtSecret) => new()
+    {
+        ["ANTHROPIC_API_KEY"] = masterKey,
+        ["ANTHROPIC_BASE_URL"] = upstream.ToString(),
+        ["JWT_SECRET"] = jwtSecret,
+        ["HOST"] = "127.0.0.1",
+        ["PORT"] = "0",
+        ["LOG_LEVEL"] = "debug",
+        ["REDIS_URL"] = "",
+        ["ConnectionStrings:redis"] = "",
+        ["DATABASE_URL"] = "",
+        ["ConnectionStrings:claudeproxydb"] = "",
+        ["PROXY_BASE_URL"] = "",
+        ["CORS_ORIGINS"] = "",
+        ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "",
+    };
+
+    public static async Task<GatewayHost> StartAsync(IReadOnlyDictionary<string, string?> settings)
+    {
+        var logs = new LogCapture();
+        var app = GatewayApplication.Build([], builder =>
+        {
+            builder.Configuration.AddInMemoryCollection(settings);
+            builder.Logging.AddProvider(logs);
+        });
+        await app.StartAsync();
+        return new GatewayHost(app, logs, settings);
+    }
+
+    public async Task<string> BootstrapAsync(string deviceId)
+    {
+        using var response = await Client.PostAsJsonAsync("/bootstrap", new { device_id = deviceId, app_version = "test" });
+        response.EnsureSuccessStatusCode();
+        using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        return json.RootElement.GetProperty("wrapper_token").GetString()!;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await App.StopAsync(cts.Token);
+        await App.DisposeAsync();
+    }
+}
