@@ -3,6 +3,7 @@ using ClaudeProxy.Gateway.Errors;
 using ClaudeProxy.Gateway.Forwarding;
 using ClaudeProxy.Gateway.Limits;
 using ClaudeProxy.Gateway.Tokens;
+using ClaudeProxy.Gateway.Usage;
 
 namespace ClaudeProxy.Gateway;
 
@@ -17,6 +18,7 @@ public static class GatewayApplication
         builder.AddServiceDefaults();
         builder.AddTokens();
         builder.AddLimits();
+        builder.AddUsage();
         builder.AddForwarding();
 
         var app = builder.Build();
@@ -27,6 +29,7 @@ public static class GatewayApplication
         }
         app.MapDefaultEndpoints();
         app.MapBootstrapApi();
+        app.MapCircuitBreakerApi();
         app.MapAnthropicApi();
         app.MapFallback(ctx => ApiErrors.WriteAsync(ctx, 404, "not_found_error", $"{ctx.Request.Method} {ctx.Request.Path} is not served by this gateway"));
         return app;

@@ -1,4 +1,5 @@
 using ClaudeProxy.Gateway.Errors;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace ClaudeProxy.Gateway.Forwarding;
 
@@ -7,6 +8,10 @@ public static class ForwardingExtensions
     public static IHostApplicationBuilder AddForwarding(this IHostApplicationBuilder builder)
     {
         builder.Services.AddHttpForwarder();
+        builder.Services.TryAddKeyedSingleton(UpstreamCircuitBreaker.TimeProviderKey, TimeProvider.System);
+        builder.Services.AddSingleton<UpstreamCircuitBreaker>();
+        builder.Services.AddSingleton<BreakerResetBroadcast>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<BreakerResetBroadcast>());
         builder.Services.AddSingleton<UpstreamClient>();
         builder.Services.AddSingleton<UpstreamTransformer>();
         builder.Services.AddSingleton<ProxyHandler>();

@@ -3,26 +3,38 @@ using System.Globalization;
 using ClaudeProxy.Gateway.Configuration;
 using ClaudeProxy.Gateway.Errors;
 using ClaudeProxy.Gateway.Limits;
+using ClaudeProxy.Gateway.Telemetry;
 using ClaudeProxy.Gateway.Tokens;
+using ClaudeProxy.Gateway.Usage;
+using Polly.CircuitBreaker;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace ClaudeProxy.Gateway.Forwarding;
 
 /// <summary>
-/// One request through the gateway: authenticate, read the body once, check the model, admit under the
-/// device's limits, forward with the master key, and log the outcome.
+/// One request through the gateway: authenticate, read the body once, check the model, fail fast while the
+/// breaker is open, admit under the device's limits and spend cap (one atomic step), forward with the master key
+/// through the usage tap, then settle the reservation and record the usage event.
 /// </summary>
 public sealed partial class ProxyHandler(
     GatewayOptions options,
-    TokenService tokens,
-    IRateLimiter limiter,
+    LimitOptions limitOptions,
+    DeviceAuthenticator authenticator,
+    AdmissionService admission,
+    UpstreamCircuitBreaker breaker,
+    PriceBook prices,
+    IUsageSink usageSink,
+    GatewayMetrics metrics,
     IHttpForwarder forwarder,
     UpstreamClient upstream,
     UpstreamTransformer transformer,
+    TimeProvider time,
     ILogger<ProxyHandler> logger)
 {
+    private const long MicrosPerDollar = 1_000_000;
     private readonly string _destination = options.AnthropicBaseUrl.ToString().TrimEnd('/');
-    private readonly ForwarderRequestConfig _requestConfig = new() { ActivityTimeout = options.UpstreamTimeout };
+    // A little longer than the breaker's own timeout on the response headers, so that one fires first and counts.
+    private readonly ForwarderRequestConfig _requestConfig = new() { ActivityTimeout = options.UpstreamTimeout + TimeSpan.FromSeconds(5) };
 
     public async Task HandleAsync(HttpContext context, ApiRoute route)
     {
@@ -32,18 +44,12 @@ public sealed partial class ProxyHandler(
         RequestBody? body = null;
         try
         {
-            var check = await tokens.ValidateAsync(CredentialReader.Read(context.Request));
-            if (check.Status != TokenStatus.Valid)
+            var identity = await authenticator.AuthenticateAsync(context);
+            if (identity is null)
             {
-                await ApiErrors.WriteAsync(context, 401, check.Status switch
-                {
-                    TokenStatus.Missing => "missing wrapper token: send it as Authorization: Bearer or x-api-key",
-                    TokenStatus.Expired => "wrapper token has expired: refresh it with POST /refresh or bootstrap again",
-                    _ => "invalid wrapper token",
-                });
+                metrics.Rejected("authentication");
                 return;
             }
-            var identity = check.Identity!;
             deviceId = identity.DeviceId;
 
             if (route.HasBody())
@@ -51,36 +57,38 @@ public sealed partial class ProxyHandler(
                 (body, var status, var error) = await RequestBody.ReadAsync(context, options.MaxPayloadSize);
                 if (body is null)
                 {
+                    metrics.Rejected(status == 413 ? "too_large" : "invalid_request");
                     await ApiErrors.WriteAsync(context, status, error!);
                     return;
                 }
                 model = body.Model!;
                 if (!identity.Models.Allows(model))
                 {
+                    metrics.Rejected("model");
                     await ApiErrors.WriteAsync(context, 403, $"model '{model}' is not allowed for this device");
                     return;
                 }
             }
 
-            var decision = await limiter.AcquireAsync(identity.DeviceId, identity.RateLimit, options.RateLimitWindow, context.RequestAborted);
-            if (!decision.Allowed)
+            if (breaker.State == CircuitState.Open)
             {
-                WriteRateHeaders(context, decision);
-                await ApiErrors.WriteAsync(context, 429, $"rate limit of {decision.Limit} requests per {options.RateLimitWindow.TotalSeconds:0.###} s reached for this device");
+                await WriteBreakerOpenAsync(context);
                 return;
             }
 
-            if (body is not null)
+            var (periodStart, periodEnd, periodId) = SpendPeriods.Of(limitOptions.SpendPeriod, time.GetUtcNow());
+            var reserve = Reservation(route, identity, body);
+            var request = new AdmissionRequest(identity.DeviceId, identity.RateLimit, options.RateLimitWindow,
+                identity.TokenLimit ?? limitOptions.TokenLimitPerMinute, Micros(identity.SpendCap), reserve, periodId, periodStart, periodEnd);
+            var decision = await admission.AdmitAsync(request, context.RequestAborted);
+            if (decision.Outcome != AdmissionOutcome.Admitted)
             {
-                context.Request.Body = body.AsStream();
-                context.Request.ContentLength = body.Length;
-                context.Request.Headers.TransferEncoding = default;
+                await WriteRefusalAsync(context, decision, identity, request);
+                return;
             }
-            var result = await forwarder.SendAsync(context, _destination, upstream.Invoker, _requestConfig, transformer, context.RequestAborted);
-            if (result != ForwarderError.None)
-            {
-                await HandleForwarderErrorAsync(context, result);
-            }
+            metrics.Admitted(route.Name());
+
+            await ForwardAsync(context, route, identity, body, model ?? "", request, decision, started);
         }
         finally
         {
@@ -90,12 +98,150 @@ public sealed partial class ProxyHandler(
         }
     }
 
+    private async Task ForwardAsync(HttpContext context, ApiRoute route, DeviceIdentity identity, RequestBody? body, string model,
+        AdmissionRequest request, Admission decision, long started)
+    {
+        if (body is not null)
+        {
+            context.Request.Body = body.AsStream();
+            context.Request.ContentLength = body.Length;
+            context.Request.Headers.TransferEncoding = default;
+        }
+        var responseBody = context.Response.Body;
+        var tap = new UsageTapStream(responseBody, context.Response);
+        context.Response.Body = tap;
+        ForwarderError result;
+        try
+        {
+            result = await forwarder.SendAsync(context, _destination, upstream.Invoker, _requestConfig, transformer, context.RequestAborted);
+        }
+        finally
+        {
+            context.Response.Body = responseBody;
+        }
+        var cancelled = result is ForwarderError.RequestCanceled or ForwarderError.RequestBodyCanceled or ForwarderError.ResponseBodyCanceled
+            || context.RequestAborted.IsCancellationRequested;
+        if (result != ForwarderError.None)
+        {
+            await HandleForwarderErrorAsync(context, result);
+        }
+        else
+        {
+            // Finish the response before the bookkeeping below, so that not even the last chunk waits for it.
+            await context.Response.CompleteAsync();
+        }
+
+        var usage = tap.Complete();
+        tap.Dispose();
+        var counts = usage.Counts;
+        var cost = counts.Any ? prices.Cost(model, counts) : 0m;
+        if (cost is null && model.Length > 0)
+        {
+            WarnUnpriced(model);
+        }
+        var elapsed = Stopwatch.GetElapsedTime(started);
+        double? ttfb = tap.FirstByteTimestamp > 0 ? Stopwatch.GetElapsedTime(started, tap.FirstByteTimestamp).TotalMilliseconds : null;
+
+        await admission.SettleAsync(new Settlement(identity.DeviceId, request.SpendPeriodId, decision.Reserved ? request.ReserveMicros : 0,
+            CeilMicros(cost ?? 0m), counts.TotalInput + (counts.Output ?? 0)), request.SpendPeriodEnd - request.SpendPeriodStart + TimeSpan.FromDays(1),
+            CancellationToken.None);
+
+        metrics.Usage(model, counts.TotalInput, counts.Output ?? 0, cost, elapsed.TotalSeconds, ttfb / 1000);
+        usageSink.Enqueue(new UsageEvent
+        {
+            Id = Guid.CreateVersion7(),
+            Time = time.GetUtcNow(),
+            DeviceId = identity.DeviceId,
+            UserId = identity.UserId,
+            OrgId = identity.OrgId,
+            SessionId = Header(context, "x-claude-code-session-id"),
+            AgentId = Header(context, "x-claude-code-agent-id"),
+            Model = model,
+            Endpoint = route.Name(),
+            Status = context.Response.StatusCode,
+            Streamed = body?.Stream == true || (context.Response.ContentType?.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase) ?? false),
+            InputTokens = counts.Input ?? 0,
+            OutputTokens = counts.Output ?? 0,
+            CacheWrite5mTokens = counts.Write5m,
+            CacheWrite1hTokens = counts.Write1h,
+            CacheReadTokens = counts.CacheRead ?? 0,
+            WebSearchRequests = counts.WebSearches ?? 0,
+            WebFetchRequests = counts.WebFetches ?? 0,
+            CostUsd = cost,
+            LatencyMs = elapsed.TotalMilliseconds,
+            TimeToFirstByteMs = ttfb,
+            UpstreamRequestId = Header(context.Response.Headers, "request-id"),
+            CorrelationId = CorrelationId.Get(context),
+            Cancelled = cancelled,
+            StreamError = usage.StreamError,
+        });
+    }
+
+    /// <summary>The worst case this request can cost, reserved against the cap before it is forwarded.</summary>
+    private long Reservation(ApiRoute route, DeviceIdentity identity, RequestBody? body)
+    {
+        if (identity.SpendCap is null || body is null || route is not (ApiRoute.Messages or ApiRoute.Complete))
+        {
+            return 0;
+        }
+        // About four bytes of request per input token is a generous estimate for text; the answer is capped by max_tokens.
+        var worst = prices.WorstCase(body.Model!, body.Length / 4 + 1, body.MaxTokens ?? 4096);
+        return worst is decimal w ? CeilMicros(w) : 0;
+    }
+
+    private async Task WriteRefusalAsync(HttpContext context, Admission decision, DeviceIdentity identity, AdmissionRequest request)
+    {
+        var headers = context.Response.Headers;
+        switch (decision.Outcome)
+        {
+            case AdmissionOutcome.RateLimited:
+                metrics.Rejected("rate_limit");
+                WriteRateHeaders(context, decision.Rate);
+                await ApiErrors.WriteAsync(context, 429, "rate_limit_error",
+                    $"rate limit of {decision.Rate.Limit} requests per {FormatSeconds(options.RateLimitWindow)} reached for this device");
+                break;
+            case AdmissionOutcome.TokenBudgetExhausted:
+                metrics.Rejected("token_budget");
+                var limit = request.TokenLimit ?? 0;
+                headers["retry-after"] = Seconds(decision.RetryAfter);
+                headers["anthropic-ratelimit-tokens-limit"] = limit.ToString(CultureInfo.InvariantCulture);
+                headers["anthropic-ratelimit-tokens-remaining"] = "0";
+                headers["anthropic-ratelimit-tokens-reset"] = Rfc3339(time.GetUtcNow() + decision.RetryAfter);
+                await ApiErrors.WriteAsync(context, 429, "rate_limit_error",
+                    $"token budget of {limit} tokens per minute reached for this device ({decision.TokensUsed} used)");
+                break;
+            case AdmissionOutcome.SpendCapReached:
+                metrics.Rejected("spend_cap");
+                await ApiErrors.WriteAsync(context, 429, "rate_limit_error",
+                    $"spend cap of {identity.SpendCap:0.00####} USD per {limitOptions.SpendPeriod.ToString().ToLowerInvariant()} reached for this device " +
+                    $"({decision.SpentMicros / (decimal)MicrosPerDollar:0.00####} USD spent or reserved); it resets at {Rfc3339(request.SpendPeriodEnd)}");
+                break;
+            default:
+                metrics.Rejected("redis_unavailable");
+                await ApiErrors.WriteAsync(context, 503, "api_error", "the gateway cannot check limits right now (Redis is unavailable); retry shortly");
+                break;
+        }
+    }
+
+    private async Task WriteBreakerOpenAsync(HttpContext context)
+    {
+        metrics.Rejected("circuit_open");
+        context.Response.Headers["retry-after"] = Seconds(breaker.RetryAfter);
+        await ApiErrors.WriteAsync(context, 529, "overloaded_error", "the Anthropic API is failing; the gateway's circuit breaker is open, retry later");
+    }
+
     private async Task HandleForwarderErrorAsync(HttpContext context, ForwarderError error)
     {
         var exception = context.GetForwarderErrorFeature()?.Exception;
+        if (exception is BrokenCircuitException or IsolatedCircuitException)
+        {
+            await WriteBreakerOpenAsync(context);
+            return;
+        }
         switch (error)
         {
             case ForwarderError.RequestTimedOut:
+            case ForwarderError.Request when exception is Polly.Timeout.TimeoutRejectedException:
                 LogUpstreamFailure(logger, error, exception?.GetType().Name);
                 await ApiErrors.WriteAsync(context, 504, "timeout_error", "the Anthropic API did not answer in time");
                 break;
@@ -103,29 +249,57 @@ public sealed partial class ProxyHandler(
                 LogUpstreamFailure(logger, error, exception?.GetType().Name);
                 await ApiErrors.WriteAsync(context, 502, "api_error", "the gateway could not reach the Anthropic API");
                 break;
-            default:
-                // Client disconnects and failures after the response started: nothing more can be said to the client.
-                if (error is not (ForwarderError.RequestCanceled or ForwarderError.RequestBodyCanceled or ForwarderError.ResponseBodyCanceled))
-                {
-                    LogUpstreamFailure(logger, error, exception?.GetType().Name);
-                }
+            case ForwarderError.RequestCanceled or ForwarderError.RequestBodyCanceled or ForwarderError.ResponseBodyCanceled:
+                // The client went away; the upstream request was cancelled with it.
                 break;
+            default:
+                // The answer had started: nothing more can be said to the client.
+                LogUpstreamFailure(logger, error, exception?.GetType().Name);
+                break;
+        }
+    }
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _unpriced = new(StringComparer.Ordinal);
+
+    private void WarnUnpriced(string model)
+    {
+        metrics.Unpriced(model);
+        if (_unpriced.Count < 1000 && _unpriced.TryAdd(model, true))
+        {
+            LogUnpriced(logger, model);
         }
     }
 
     internal static void WriteRateHeaders(HttpContext context, RateDecision decision)
     {
         var headers = context.Response.Headers;
-        var seconds = Math.Max(1, (int)Math.Ceiling(decision.RetryAfter.TotalSeconds));
-        headers["retry-after"] = seconds.ToString(CultureInfo.InvariantCulture);
+        headers["retry-after"] = Seconds(decision.RetryAfter);
         headers["anthropic-ratelimit-requests-limit"] = decision.Limit.ToString(CultureInfo.InvariantCulture);
         headers["anthropic-ratelimit-requests-remaining"] = decision.Remaining.ToString(CultureInfo.InvariantCulture);
-        headers["anthropic-ratelimit-requests-reset"] = decision.ResetAt.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+        headers["anthropic-ratelimit-requests-reset"] = Rfc3339(decision.ResetAt);
     }
+
+    private static string Seconds(TimeSpan span) => Math.Max(1, (int)Math.Ceiling(span.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+
+    private static string Rfc3339(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+
+    private static string FormatSeconds(TimeSpan span) => span.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture) + " s";
+
+    private static long Micros(decimal? usd) => usd is decimal d ? CeilMicros(d) : 0;
+
+    private static long CeilMicros(decimal usd) => (long)Math.Ceiling(usd * MicrosPerDollar);
+
+    private static string? Header(HttpContext context, string name) => Header(context.Request.Headers, name);
+
+    private static string? Header(IHeaderDictionary headers, string name) =>
+        headers.TryGetValue(name, out var value) && value.ToString() is { Length: > 0 and <= 256 } s ? s : null;
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{Method} {Path} device={DeviceId} model={Model} status={Status} duration_ms={DurationMs:0.###}")]
     private static partial void LogRequest(ILogger logger, string method, string? path, string deviceId, string model, int status, double durationMs);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream request failed: {Error} ({ExceptionType})")]
     private static partial void LogUpstreamFailure(ILogger logger, ForwarderError error, string? exceptionType);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} has no price in the pricing file: its usage is recorded with a null cost")]
+    private static partial void LogUnpriced(ILogger logger, string model);
 }

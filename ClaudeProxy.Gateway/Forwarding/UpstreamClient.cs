@@ -4,13 +4,14 @@ namespace ClaudeProxy.Gateway.Forwarding;
 
 /// <summary>
 /// The one HTTP client towards Anthropic: no proxy, no redirects, no decompression (bytes pass as they come), no
-/// cookies, no trace headers added, and no resilience handler (its attempt timeout would cut long generations).
+/// cookies, no trace headers added, and no standard resilience handler (its attempt timeout would cut long
+/// generations): only the circuit breaker, which times the wait for response headers alone.
 /// </summary>
 public sealed class UpstreamClient : IDisposable
 {
-    public UpstreamClient(IEnumerable<DelegatingHandler> handlers)
+    public UpstreamClient(UpstreamCircuitBreaker breaker)
     {
-        HttpMessageHandler handler = new SocketsHttpHandler
+        var sockets = new SocketsHttpHandler
         {
             UseProxy = false,
             AllowAutoRedirect = false,
@@ -22,12 +23,7 @@ public sealed class UpstreamClient : IDisposable
             PooledConnectionIdleTimeout = TimeSpan.FromMinutes(2),
             MaxConnectionsPerServer = int.MaxValue,
         };
-        foreach (var outer in handlers.Reverse())
-        {
-            outer.InnerHandler = handler;
-            handler = outer;
-        }
-        Invoker = new HttpMessageInvoker(handler, disposeHandler: true);
+        Invoker = new HttpMessageInvoker(new CircuitBreakerHandler(breaker) { InnerHandler = sockets }, disposeHandler: true);
     }
 
     public HttpMessageInvoker Invoker { get; }

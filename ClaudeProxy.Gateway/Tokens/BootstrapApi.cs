@@ -2,6 +2,8 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using ClaudeProxy.Gateway.Configuration;
 using ClaudeProxy.Gateway.Errors;
+using ClaudeProxy.Gateway.Forwarding;
+using ClaudeProxy.Gateway.Limits;
 
 namespace ClaudeProxy.Gateway.Tokens;
 
@@ -20,8 +22,13 @@ public static partial class BootstrapApi
         return app;
     }
 
-    private static async Task Bootstrap(HttpContext context, IDeviceDirectory devices, TokenService tokens, GatewayOptions options)
+    private static async Task Bootstrap(HttpContext context, IDeviceDirectory devices, TokenService tokens, GatewayOptions options,
+        AdmissionService limits, LimitOptions limitOptions)
     {
+        if (!await WithinClientLimitAsync(context, limits, limitOptions))
+        {
+            return;
+        }
         if (context.Request.ContentLength > MaxBodyBytes)
         {
             await ApiErrors.WriteAsync(context, 413, "request body is too large");
@@ -61,8 +68,13 @@ public static partial class BootstrapApi
         await WriteToken(context, admission, tokens, options);
     }
 
-    private static async Task Refresh(HttpContext context, IDeviceDirectory devices, TokenService tokens, GatewayOptions options)
+    private static async Task Refresh(HttpContext context, IDeviceDirectory devices, TokenService tokens, GatewayOptions options,
+        AdmissionService limits, LimitOptions limitOptions)
     {
+        if (!await WithinClientLimitAsync(context, limits, limitOptions))
+        {
+            return;
+        }
         var check = await tokens.ValidateAsync(CredentialReader.Read(context.Request));
         switch (check.Status)
         {
@@ -78,6 +90,25 @@ public static partial class BootstrapApi
         }
         var admission = await devices.RefreshAsync(check.Identity!, context.RequestAborted);
         await WriteToken(context, admission, tokens, options);
+    }
+
+    /// <summary>Token issuing is cheap to ask for and costly to abuse: a per-client-IP limit, in the shared limiter.</summary>
+    private static async ValueTask<bool> WithinClientLimitAsync(HttpContext context, AdmissionService limits, LimitOptions options)
+    {
+        var ip = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+        var decision = await limits.AcquireAsync("ip:" + ip, options.BootstrapRateLimit, options.BootstrapWindow, context.RequestAborted);
+        if (decision is not { } d)
+        {
+            await ApiErrors.WriteAsync(context, 503, "api_error", "the gateway cannot check limits right now (Redis is unavailable); retry shortly");
+            return false;
+        }
+        if (!d.Allowed)
+        {
+            ProxyHandler.WriteRateHeaders(context, d);
+            await ApiErrors.WriteAsync(context, 429, "rate_limit_error", $"too many token requests from this address: at most {d.Limit} per minute");
+            return false;
+        }
+        return true;
     }
 
     private static async Task WriteToken(HttpContext context, DeviceAdmission admission, TokenService tokens, GatewayOptions options)

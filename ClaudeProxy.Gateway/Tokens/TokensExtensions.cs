@@ -1,3 +1,5 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
 namespace ClaudeProxy.Gateway.Tokens;
 
 public static class TokensExtensions
@@ -5,6 +7,8 @@ public static class TokensExtensions
     public static IHostApplicationBuilder AddTokens(this IHostApplicationBuilder builder)
     {
         builder.Services.AddSingleton<TokenService>();
+        builder.Services.AddSingleton<DeviceAuthenticator>();
+        builder.Services.TryAddSingleton<IDeviceStanding, AlwaysInGoodStanding>();
         builder.Services.AddSingleton<ConfiguredDeviceDirectory>();
         builder.Services.AddSingleton<IDeviceDirectory>(sp => sp.GetRequiredService<ConfiguredDeviceDirectory>());
         return builder;

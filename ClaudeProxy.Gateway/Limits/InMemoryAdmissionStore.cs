@@ -1,0 +1,207 @@
+using System.Collections.Concurrent;
+
+namespace ClaudeProxy.Gateway.Limits;
+
+/// <summary>
+/// Limits in process memory: exact for one instance, and the fallback when Redis is away. The same rules as the
+/// Redis script: a sliding window log of admission times, per-second token buckets over the last minute, and a
+/// spend counter per period that a request reserves against before it is forwarded.
+/// </summary>
+public sealed class InMemoryAdmissionStore(TimeProvider time) : IAdmissionStore
+{
+    private readonly ConcurrentDictionary<string, DeviceState> _states = new(StringComparer.Ordinal);
+    private long _calls;
+
+    public ValueTask<(Admission Admission, bool NeedsSeed)> AdmitAsync(AdmissionRequest request, long? spentSeedMicros, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var state = State(request.DeviceId, now);
+        lock (state)
+        {
+            var rate = state.Log.Peek(now.UtcTicks, request.RateLimit, request.RateWindow.Ticks);
+            if (!rate.Allowed)
+            {
+                return Result(new Admission(AdmissionOutcome.RateLimited, rate, rate.RetryAfter));
+            }
+            if (request.TokenLimit is int tokenLimit)
+            {
+                var (used, retry) = state.Tokens.Used(now);
+                if (used >= tokenLimit)
+                {
+                    return Result(new Admission(AdmissionOutcome.TokenBudgetExhausted, rate, retry, used));
+                }
+            }
+            long spent = 0;
+            var reserved = false;
+            if (request.SpendCapMicros > 0)
+            {
+                if (!state.Spend.TryGetValue(request.SpendPeriodId, out spent))
+                {
+                    if (spentSeedMicros is not long seed)
+                    {
+                        return ValueTask.FromResult((default(Admission), true));
+                    }
+                    spent = seed;
+                }
+                if (spent + request.ReserveMicros > request.SpendCapMicros)
+                {
+                    state.Spend[request.SpendPeriodId] = spent;
+                    return Result(new Admission(AdmissionOutcome.SpendCapReached, rate, SpentMicros: spent));
+                }
+                spent += request.ReserveMicros;
+                state.Spend[request.SpendPeriodId] = spent;
+                reserved = true;
+            }
+            var admitted = state.Log.Add(now.UtcTicks, request.RateLimit, request.RateWindow.Ticks);
+            return Result(new Admission(AdmissionOutcome.Admitted, admitted, SpentMicros: spent, Reserved: reserved));
+        }
+    }
+
+    public ValueTask SettleAsync(Settlement settlement, TimeSpan spendTtl, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var state = State(settlement.DeviceId, now);
+        lock (state)
+        {
+            if (settlement.Tokens > 0)
+            {
+                state.Tokens.Add(now, settlement.Tokens);
+            }
+            if (settlement.ReservedMicros > 0 && state.Spend.TryGetValue(settlement.SpendPeriodId, out var spent))
+            {
+                state.Spend[settlement.SpendPeriodId] = spent - settlement.ReservedMicros + settlement.ActualMicros;
+            }
+        }
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask<RateDecision> AcquireAsync(string key, int limit, TimeSpan window, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var state = State(key, now);
+        lock (state)
+        {
+            var peek = state.Log.Peek(now.UtcTicks, limit, window.Ticks);
+            return ValueTask.FromResult(peek.Allowed ? state.Log.Add(now.UtcTicks, limit, window.Ticks) : peek);
+        }
+    }
+
+    /// <summary>Forgets every counter: what a process restart would do. Used when Redis takes over again.</summary>
+    public void Clear() => _states.Clear();
+
+    private static ValueTask<(Admission, bool)> Result(Admission admission) => ValueTask.FromResult((admission, false));
+
+    private DeviceState State(string key, DateTimeOffset now)
+    {
+        if (Interlocked.Increment(ref _calls) % 8192 == 0)
+        {
+            foreach (var (k, s) in _states)
+            {
+                lock (s)
+                {
+                    if (s.Idle(now))
+                    {
+                        _states.TryRemove(k, out _);
+                    }
+                }
+            }
+        }
+        return _states.GetOrAdd(key, static _ => new DeviceState());
+    }
+
+    private sealed class DeviceState
+    {
+        public SlidingWindowLog Log { get; } = new();
+        public MinuteCounter Tokens { get; } = new();
+        public Dictionary<string, long> Spend { get; } = new(StringComparer.Ordinal);
+
+        public bool Idle(DateTimeOffset now) => Spend.Count == 0 && Log.IdleSince(now.UtcTicks) && Tokens.Used(now).Used == 0;
+    }
+}
+
+/// <summary>The admission times of at most <c>limit</c> requests, in a ring. Not thread-safe: callers lock.</summary>
+internal sealed class SlidingWindowLog
+{
+    private long[] _times = [];
+    private int _start;
+    private int _count;
+    private long _windowTicks;
+
+    public bool IdleSince(long now) => _count == 0 || _times[(_start + _count - 1) % _times.Length] + _windowTicks <= now;
+
+    public RateDecision Peek(long now, int limit, long windowTicks)
+    {
+        _windowTicks = windowTicks;
+        if (_times.Length != limit)
+        {
+            Resize(limit);
+        }
+        while (_count > 0 && _times[_start] + windowTicks <= now)
+        {
+            _start = (_start + 1) % _times.Length;
+            _count--;
+        }
+        if (_count >= limit)
+        {
+            var reset = _times[_start] + windowTicks;
+            return new RateDecision(false, limit, 0, new DateTimeOffset(reset, TimeSpan.Zero), TimeSpan.FromTicks(reset - now));
+        }
+        return new RateDecision(true, limit, limit - _count, new DateTimeOffset((_count > 0 ? _times[_start] : now) + windowTicks, TimeSpan.Zero), TimeSpan.Zero);
+    }
+
+    /// <summary>Records an admission; call right after a <see cref="Peek"/> that allowed it.</summary>
+    public RateDecision Add(long now, int limit, long windowTicks)
+    {
+        _times[(_start + _count) % _times.Length] = now;
+        _count++;
+        return new RateDecision(true, limit, limit - _count, new DateTimeOffset(_times[_start] + windowTicks, TimeSpan.Zero), TimeSpan.Zero);
+    }
+
+    private void Resize(int limit)
+    {
+        var keep = Math.Min(_count, limit);
+        var times = new long[limit];
+        for (var i = 0; i < keep; i++)
+        {
+            times[i] = _times[(_start + _count - keep + i) % _times.Length];
+        }
+        _times = times;
+        _start = 0;
+        _count = keep;
+    }
+}
+
+/// <summary>Counts (tokens, failures) per second over the last minute. Not thread-safe: callers lock.</summary>
+internal sealed class MinuteCounter
+{
+    private readonly long[] _seconds = new long[60];
+    private readonly long[] _tokens = new long[60];
+
+    public void Add(DateTimeOffset now, long tokens)
+    {
+        var second = now.ToUnixTimeSeconds();
+        var slot = (int)(second % 60);
+        if (_seconds[slot] != second)
+        {
+            _seconds[slot] = second;
+            _tokens[slot] = 0;
+        }
+        _tokens[slot] += tokens;
+    }
+
+    public (long Used, TimeSpan RetryAfter) Used(DateTimeOffset now)
+    {
+        var second = now.ToUnixTimeSeconds();
+        long used = 0, oldest = long.MaxValue;
+        for (var i = 0; i < 60; i++)
+        {
+            if (_seconds[i] > second - 60 && _tokens[i] > 0)
+            {
+                used += _tokens[i];
+                oldest = Math.Min(oldest, _seconds[i]);
+            }
+        }
+        return (used, used == 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(oldest + 60 - second));
+    }
+}
+

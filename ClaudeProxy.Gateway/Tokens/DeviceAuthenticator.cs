@@ -1,0 +1,45 @@
+using ClaudeProxy.Gateway.Errors;
+
+namespace ClaudeProxy.Gateway.Tokens;
+
+/// <summary>
+/// Who is calling: the wrapper token checked (signature, algorithm, issuer, audience, lifetime), then the device's
+/// current standing (revoked, or a policy newer than the token's). Writes the 401 itself when the answer is no.
+/// </summary>
+public sealed class DeviceAuthenticator(TokenService tokens, IDeviceStanding standing)
+{
+    public async ValueTask<DeviceIdentity?> AuthenticateAsync(HttpContext context)
+    {
+        var check = await tokens.ValidateAsync(CredentialReader.Read(context.Request));
+        if (check.Status != TokenStatus.Valid)
+        {
+            await ApiErrors.WriteAsync(context, 401, "authentication_error", check.Status switch
+            {
+                TokenStatus.Missing => "missing wrapper token: send it as Authorization: Bearer or x-api-key",
+                TokenStatus.Expired => "wrapper token has expired: refresh it with POST /refresh or bootstrap again",
+                _ => "invalid wrapper token",
+            });
+            return null;
+        }
+        var identity = check.Identity!;
+        var verdict = standing.Check(identity);
+        if (verdict is not null)
+        {
+            await ApiErrors.WriteAsync(context, 401, "authentication_error", verdict);
+            return null;
+        }
+        return identity;
+    }
+}
+
+/// <summary>A device's standing as the gateway knows it now; null means the token may be used.</summary>
+public interface IDeviceStanding
+{
+    string? Check(DeviceIdentity identity);
+}
+
+/// <summary>Without device records every valid token stands.</summary>
+public sealed class AlwaysInGoodStanding : IDeviceStanding
+{
+    public string? Check(DeviceIdentity identity) => null;
+}
