@@ -70,7 +70,7 @@ public sealed partial class ProxyHandler(
                 }
             }
 
-            if (breaker.State == CircuitState.Open)
+            if (breaker.IsBreaking)
             {
                 await WriteBreakerOpenAsync(context);
                 return;
@@ -281,7 +281,7 @@ public sealed partial class ProxyHandler(
 
     private static string Seconds(TimeSpan span) => Math.Max(1, (int)Math.Ceiling(span.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
 
-    private static string Rfc3339(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+    private static string Rfc3339(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 
     private static string FormatSeconds(TimeSpan span) => span.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture) + " s";
 

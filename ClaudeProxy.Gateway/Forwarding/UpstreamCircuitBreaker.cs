@@ -63,7 +63,13 @@ public sealed partial class UpstreamCircuitBreaker
     public DateTimeOffset Since { get; private set; }
     public DateTimeOffset? OpenUntil { get; private set; }
 
+    /// <summary>Raised after each state change with the new state's name.</summary>
+    public event Action<string>? StateChanged;
+
     public static bool IsFailure(HttpStatusCode status) => (int)status is 500 or 502 or 503 or 504 or 529;
+
+    /// <summary>Open and within its break: a request now would be refused without trying. Polly half-opens lazily, on the next call after the break.</summary>
+    public bool IsBreaking => State is CircuitState.Open or CircuitState.Isolated && (State == CircuitState.Isolated || RetryAfter > TimeSpan.Zero);
 
     /// <summary>How long until an open breaker lets a probe through.</summary>
     public TimeSpan RetryAfter => OpenUntil is { } until && until > _time.GetUtcNow() ? until - _time.GetUtcNow() : TimeSpan.Zero;
@@ -95,6 +101,7 @@ public sealed partial class UpstreamCircuitBreaker
         _metrics.BreakerState = state switch { "open" => 1, "half-open" => 2, _ => 0 };
         _metrics.BreakerTransition(state);
         LogTransition(_logger, state);
+        StateChanged?.Invoke(state);
         return ValueTask.CompletedTask;
     }
 

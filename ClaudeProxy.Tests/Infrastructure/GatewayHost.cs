@@ -45,13 +45,14 @@ public sealed class GatewayHost : IAsyncDisposable
         ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "",
     };
 
-    public static async Task<GatewayHost> StartAsync(IReadOnlyDictionary<string, string?> settings)
+    public static async Task<GatewayHost> StartAsync(IReadOnlyDictionary<string, string?> settings, Action<WebApplicationBuilder>? configure = null)
     {
         var logs = new LogCapture();
         var app = GatewayApplication.Build([], builder =>
         {
             builder.Configuration.AddInMemoryCollection(settings);
             builder.Logging.AddProvider(logs);
+            configure?.Invoke(builder);
         });
         await app.StartAsync();
         return new GatewayHost(app, logs, settings);

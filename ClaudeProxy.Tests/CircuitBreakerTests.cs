@@ -1,0 +1,165 @@
+using System.Net;
+using System.Text.Json;
+using ClaudeProxy.Gateway.Forwarding;
+using ClaudeProxy.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+
+namespace ClaudeProxy.Tests;
+
+public sealed class CircuitBreakerTests : IAsyncLifetime
+{
+    private const string OperatorKey = "operator-key-for-tests-0123456789";
+    private readonly string _master = TestSecrets.MasterKey();
+    private readonly string _secret = TestSecrets.JwtSecret();
+    private RedisServer _redis = null!;
+    private SimulatorHost _simulator = null!;
+    private readonly List<GatewayHost> _gateways = [];
+
+    public async Task InitializeAsync()
+    {
+        _redis = await RedisServer.StartAsync();
+        _simulator = await SimulatorHost.StartAsync(_master);
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var gateway in _gateways)
+        {
+            await gateway.DisposeAsync();
+        }
+        await _simulator.DisposeAsync();
+        await _redis.DisposeAsync();
+    }
+
+    private async Task<(GatewayHost Gateway, FakeTimeProvider Clock)> GatewayAsync()
+    {
+        var settings = GatewayHost.DefaultSettings(_simulator.BaseUrl, _master, _secret);
+        settings["REDIS_URL"] = _redis.Url;
+        settings["ADMIN_API_KEY"] = OperatorKey;
+        settings["BREAKER_MINIMUM_THROUGHPUT"] = "4";
+        settings["BREAKER_FAILURE_RATIO"] = "0.5";
+        settings["BREAKER_SAMPLING_SECONDS"] = "60";
+        settings["BREAKER_BREAK_SECONDS"] = "30";
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var gateway = await GatewayHost.StartAsync(settings, b => b.Services.AddKeyedSingleton<TimeProvider>(UpstreamCircuitBreaker.TimeProviderKey, clock));
+        _gateways.Add(gateway);
+        return (gateway, clock);
+    }
+
+    private static Task<string> NextState(GatewayHost gateway)
+    {
+        var breaker = gateway.Services.GetRequiredService<UpstreamCircuitBreaker>();
+        var next = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        void Handler(string state)
+        {
+            breaker.StateChanged -= Handler;
+            next.TrySetResult(state);
+        }
+        breaker.StateChanged += Handler;
+        return next.Task;
+    }
+
+    private static async Task<string> StateAsync(GatewayHost gateway, string token)
+    {
+        using var response = await gateway.Client.SendAsync(Http.Get("/admin/circuit-breaker", bearer: token));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        return json.RootElement.GetProperty("state").GetString()!;
+    }
+
+    private static async Task OpenAsync(GatewayHost gateway, string token)
+    {
+        foreach (var status in new[] { "529", "503", "529", "503" })
+        {
+            using var failed = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token, headers: ("x-sim-status", status)));
+            Assert.Equal(int.Parse(status), (int)failed.StatusCode);
+        }
+    }
+
+    [Fact]
+    public async Task Opens_on_upstream_529_and_503_fails_fast_then_half_opens_and_closes()
+    {
+        using var metrics = new MetricCapture();
+        var (gateway, clock) = await GatewayAsync();
+        var token = TokenForge.Make(_secret, deviceId: TestSecrets.DeviceId());
+
+        // 4xx answers do not count.
+        for (var i = 0; i < 4; i++)
+        {
+            using var notAFailure = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token, headers: ("x-sim-status", "400")));
+            Assert.Equal(400, (int)notAFailure.StatusCode);
+        }
+        Assert.Equal("closed", await StateAsync(gateway, token));
+
+        var opened = NextState(gateway);
+        await OpenAsync(gateway, token);
+        Assert.Equal("open", await opened);
+        Assert.Equal("open", await StateAsync(gateway, token));
+
+        var before = _simulator.State.ReceivedCount;
+        using (var fast = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))
+        {
+            var (_, message) = await Http.AssertErrorAsync(fast, 529, "overloaded_error");
+            Assert.Contains("circuit breaker", message);
+            Assert.InRange(int.Parse(fast.Headers.GetValues("retry-after").Single()), 1, 30);
+        }
+        Assert.Equal(before, _simulator.State.ReceivedCount);
+
+        clock.Advance(TimeSpan.FromSeconds(31));
+        var halfOpen = NextState(gateway);
+        using (var probe = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))
+        {
+            Assert.Equal(HttpStatusCode.OK, probe.StatusCode);
+        }
+        Assert.Equal("half-open", await halfOpen);
+        Assert.Equal("closed", await StateAsync(gateway, token));
+        Assert.Equal(before + 1, _simulator.State.ReceivedCount);
+
+        Assert.True(metrics.Sum("claudeproxy.circuit_breaker.transitions", "state", "open") >= 1);
+        Assert.True(metrics.Sum("claudeproxy.circuit_breaker.transitions", "state", "closed") >= 1);
+        Assert.True(metrics.Sum("claudeproxy.requests.rejected", "reason", "circuit_open") >= 1);
+        Assert.True(metrics.Sum("claudeproxy.requests.admitted", "route", "messages") >= 9);
+    }
+
+    [Fact]
+    public async Task Reset_needs_the_operator_key_and_reaches_the_other_instance()
+    {
+        var (a, _) = await GatewayAsync();
+        var (b, _) = await GatewayAsync();
+        var token = TokenForge.Make(_secret, deviceId: TestSecrets.DeviceId());
+        await OpenAsync(b, token);
+        Assert.Equal("open", await StateAsync(b, token));
+
+        using (var none = await a.Client.SendAsync(Http.Post("/admin/circuit-breaker/reset", "")))
+        {
+            await Http.AssertErrorAsync(none, 401, "authentication_error");
+        }
+        using (var wrong = await a.Client.SendAsync(Http.Post("/admin/circuit-breaker/reset", "", bearer: "not-the-key")))
+        {
+            await Http.AssertErrorAsync(wrong, 401, "authentication_error");
+        }
+        using (var device = await a.Client.SendAsync(Http.Post("/admin/circuit-breaker/reset", "", bearer: token)))
+        {
+            await Http.AssertErrorAsync(device, 403, "permission_error");
+        }
+        Assert.Equal("open", await StateAsync(b, token));
+
+        var closedOnB = NextState(b);
+        using (var reset = await a.Client.SendAsync(Http.Post("/admin/circuit-breaker/reset", "", bearer: OperatorKey)))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, reset.StatusCode);
+        }
+        Assert.Equal("closed", await closedOnB.WaitAsync(TimeSpan.FromSeconds(10)));
+        using var works = await b.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token));
+        Assert.Equal(HttpStatusCode.OK, works.StatusCode);
+    }
+
+    [Fact]
+    public async Task Breaker_status_needs_a_device_token()
+    {
+        var (gateway, _) = await GatewayAsync();
+        using var response = await gateway.Client.GetAsync("/admin/circuit-breaker");
+        await Http.AssertErrorAsync(response, 401, "authentication_error");
+    }
+}

@@ -1,0 +1,41 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+
+namespace ClaudeProxy.Tests.Infrastructure;
+
+/// <summary>Records every measurement of the gateway's meter while alive, with its tags.</summary>
+public sealed class MetricCapture : IDisposable
+{
+    private readonly MeterListener _listener = new();
+    private readonly ConcurrentQueue<(string Name, double Value, Dictionary<string, object?> Tags)> _measurements = new();
+
+    public MetricCapture()
+    {
+        _listener.InstrumentPublished = (instrument, listener) =>
+        {
+            if (instrument.Meter.Name == "ClaudeProxy.Gateway")
+            {
+                listener.EnableMeasurementEvents(instrument);
+            }
+        };
+        _listener.SetMeasurementEventCallback<long>((i, v, tags, _) => Add(i, v, tags));
+        _listener.SetMeasurementEventCallback<double>((i, v, tags, _) => Add(i, v, tags));
+        _listener.Start();
+    }
+
+    private void Add(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        var dict = new Dictionary<string, object?>();
+        foreach (var tag in tags)
+        {
+            dict[tag.Key] = tag.Value;
+        }
+        _measurements.Enqueue((instrument.Name, value, dict));
+    }
+
+    public double Sum(string name, string? tag = null, object? value = null) =>
+        _measurements.Where(m => m.Name == name && (tag is null || (m.Tags.TryGetValue(tag, out var v) && Equals(v?.ToString(), value?.ToString()))))
+            .Sum(m => m.Value);
+
+    public void Dispose() => _listener.Dispose();
+}
