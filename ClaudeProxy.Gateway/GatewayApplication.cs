@@ -1,4 +1,5 @@
 using ClaudeProxy.Gateway.Configuration;
+using ClaudeProxy.Gateway.Data;
 using ClaudeProxy.Gateway.Errors;
 using ClaudeProxy.Gateway.Forwarding;
 using ClaudeProxy.Gateway.Limits;
@@ -16,6 +17,7 @@ public static class GatewayApplication
         configure?.Invoke(builder);
         var options = builder.AddGatewayHosting();
         builder.AddServiceDefaults();
+        var database = builder.AddData();
         builder.AddTokens();
         builder.AddLimits();
         builder.AddUsage();
@@ -30,8 +32,13 @@ public static class GatewayApplication
         app.MapDefaultEndpoints();
         app.MapBootstrapApi();
         app.MapCircuitBreakerApi();
+        app.MapDeviceUsageApi();
         app.MapAnthropicApi();
         app.MapFallback(ctx => ApiErrors.WriteAsync(ctx, 404, "not_found_error", $"{ctx.Request.Method} {ctx.Request.Path} is not served by this gateway"));
+        if (!database)
+        {
+            app.Logger.LogWarning("No Postgres configured (ConnectionStrings__claudeproxydb or DATABASE_URL): usage is kept in memory and lost on restart");
+        }
         return app;
     }
 }

@@ -10,7 +10,7 @@ public static class TokensExtensions
         builder.Services.AddSingleton<DeviceAuthenticator>();
         builder.Services.TryAddSingleton<IDeviceStanding, AlwaysInGoodStanding>();
         builder.Services.AddSingleton<ConfiguredDeviceDirectory>();
-        builder.Services.AddSingleton<IDeviceDirectory>(sp => sp.GetRequiredService<ConfiguredDeviceDirectory>());
+        builder.Services.TryAddSingleton<IDeviceDirectory>(sp => sp.GetRequiredService<ConfiguredDeviceDirectory>());
         return builder;
     }
 }

@@ -1,0 +1,99 @@
+using ClaudeProxy.Gateway.Configuration;
+using ClaudeProxy.Gateway.Tokens;
+using Microsoft.EntityFrameworkCore;
+
+namespace ClaudeProxy.Gateway.Data;
+
+public enum BootstrapMode { Open, Approval, Closed }
+
+public sealed record BootstrapOptions(BootstrapMode Mode);
+
+/// <summary>
+/// Devices in Postgres. <c>/bootstrap</c> creates or touches the record; a revoked device stays revoked; in
+/// approval mode a new device waits as pending; in closed mode only known devices get tokens.
+/// </summary>
+public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> contexts, ConfiguredDeviceDirectory defaults,
+    GatewayOptions options, BootstrapOptions bootstrap, TimeProvider time) : IDeviceDirectory
+{
+    private readonly BootstrapMode mode = bootstrap.Mode;
+
+    public async ValueTask<DeviceAdmission> BootstrapAsync(BootstrapRequest request, CancellationToken cancellationToken)
+    {
+        await using var db = await contexts.CreateDbContextAsync(cancellationToken);
+        var now = time.GetUtcNow();
+        var device = await db.Devices.FirstOrDefaultAsync(d => d.DeviceId == request.DeviceId, cancellationToken);
+        if (device is null)
+        {
+            if (mode == BootstrapMode.Closed)
+            {
+                return DeviceAdmission.Refuse(request.DeviceId, 403, "unknown device: this gateway only admits devices an operator has registered");
+            }
+            var policy = defaults.DefaultPolicy;
+            device = new DeviceRecord
+            {
+                DeviceId = request.DeviceId,
+                AppVersion = request.AppVersion,
+                UserId = request.UserId ?? request.DeviceId,
+                OrgId = options.OrgId,
+                Status = mode == BootstrapMode.Approval ? DeviceStatus.Pending : DeviceStatus.Active,
+                Models = [.. policy.Models],
+                RateLimit = policy.RateLimit,
+                TokenLimit = policy.TokenLimit,
+                SpendCap = policy.SpendCap,
+                PolicyVersion = 1,
+                FirstSeen = now,
+                LastSeen = now,
+            };
+            db.Devices.Add(device);
+            try
+            {
+                await db.SaveChangesAsync(cancellationToken);
+            }
+            catch (DbUpdateException)
+            {
+                // Another instance registered it at the same moment: use that record.
+                db.ChangeTracker.Clear();
+                device = await db.Devices.FirstAsync(d => d.DeviceId == request.DeviceId, cancellationToken);
+            }
+        }
+        else
+        {
+            device.LastSeen = now;
+            device.AppVersion = request.AppVersion ?? device.AppVersion;
+            await db.SaveChangesAsync(cancellationToken);
+        }
+        return Admit(device);
+    }
+
+    public async ValueTask<DeviceAdmission> RefreshAsync(DeviceIdentity identity, CancellationToken cancellationToken)
+    {
+        await using var db = await contexts.CreateDbContextAsync(cancellationToken);
+        var device = await db.Devices.FirstOrDefaultAsync(d => d.DeviceId == identity.DeviceId, cancellationToken);
+        if (device is null)
+        {
+            return DeviceAdmission.Refuse(identity.DeviceId, 401, "unknown device: call POST /bootstrap again");
+        }
+        device.LastSeen = time.GetUtcNow();
+        await db.SaveChangesAsync(cancellationToken);
+        return Admit(device);
+    }
+
+    private static DeviceAdmission Admit(DeviceRecord device) => device.Status switch
+    {
+        DeviceStatus.Revoked => DeviceAdmission.Refuse(device.DeviceId, 403, "this device has been revoked by an operator"),
+        DeviceStatus.Pending => DeviceAdmission.Refuse(device.DeviceId, 401, "this device is waiting for an operator's approval; try again once it is approved"),
+        _ => new DeviceAdmission(device.DeviceId, device.UserId, device.OrgId,
+            new DevicePolicy(device.Models, device.RateLimit, device.TokenLimit, device.SpendCap, device.PolicyVersion)),
+    };
+}
+
+/// <summary>What a device spent since a moment, summed from the stored usage events.</summary>
+public sealed class PostgresSpendHistory(IDbContextFactory<GatewayDbContext> contexts) : Limits.ISpendHistory
+{
+    public async ValueTask<long> SpentMicrosAsync(string deviceId, DateTimeOffset since, CancellationToken cancellationToken)
+    {
+        await using var db = await contexts.CreateDbContextAsync(cancellationToken);
+        var spent = await db.UsageEvents.Where(u => u.DeviceId == deviceId && u.Time >= since).SumAsync(u => u.CostUsd ?? 0m, cancellationToken);
+        return (long)Math.Ceiling(spent * 1_000_000m);
+    }
+}
