@@ -17,3 +17,24 @@ public sealed class HealthTests(ProxyFixture fx) : IClassFixture<ProxyFixture>
         Assert.Equal("Healthy", json.RootElement.GetProperty("status").GetString());
     }
 }
+
+public sealed class NoDatabaseTests(ProxyFixture fx) : IClassFixture<ProxyFixture>
+{
+    [Fact]
+    public async Task Without_postgres_readyz_and_the_start_log_say_usage_is_in_memory()
+    {
+        using var response = await fx.Gateway.Client.GetAsync("/readyz");
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Contains("kept in memory", text);
+        Assert.Contains(fx.Gateway.Logs.Lines, l => l.Contains("No Postgres configured"));
+    }
+
+    [Fact]
+    public async Task Without_postgres_device_endpoints_serve_from_memory()
+    {
+        var token = await fx.Gateway.BootstrapAsync(TestSecrets.DeviceId());
+        using (var r = await fx.Gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token))) { }
+        using var usage = await fx.Gateway.Client.SendAsync(Http.Get("/admin/usage", bearer: token));
+        Assert.Contains("\"total\":1", await usage.Content.ReadAsStringAsync());
+    }
+}

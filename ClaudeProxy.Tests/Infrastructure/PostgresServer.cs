@@ -24,7 +24,7 @@ public sealed class PostgresServer : IAsyncDisposable
     private string DataDir => Path.Combine(_directory, "data");
 
     public string ConnectionString(string database = "postgres") =>
-        $"Host=127.0.0.1;Port={Port};Username=postgres;Database={database};Pooling=true;Timeout=5";
+        $"Host=127.0.0.1;Port={Port};Username=postgres;Database={database};Pooling=false;Timeout=5";
 
     public string Url(string database) => $"postgres://postgres@127.0.0.1:{Port}/{database}";
 
@@ -44,7 +44,7 @@ public sealed class PostgresServer : IAsyncDisposable
     }
 
     public Task StartAgainAsync() => AsServerAsync("pg_ctl", "-D", DataDir, "-l", Path.Combine(_directory, "log"), "-w", "-t", "60", "start",
-        "-o", $"-p {Port} -k {_directory} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200");
+        "-o", $"-p {Port} -k {_directory} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200");
 
     /// <summary>Stops the server at once, as a crash would (immediate shutdown).</summary>
     public Task StopAsync() => AsServerAsync("pg_ctl", "-D", DataDir, "-m", "immediate", "-w", "stop");
