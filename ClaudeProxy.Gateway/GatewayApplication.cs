@@ -25,6 +25,7 @@ public static class GatewayApplication
 
         var app = builder.Build();
         app.UseMiddleware<GatewayErrorMiddleware>();
+        app.UsePortSeparation();
         if (options.CorsOrigins.Count > 0)
         {
             app.UseCors();

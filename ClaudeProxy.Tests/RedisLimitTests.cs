@@ -229,7 +229,13 @@ public sealed class RedisLimitTests : IAsyncLifetime
     private static Task Event(Action<EventHandler<ConnectionFailedEventArgs>> subscribe)
     {
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        subscribe((_, _) => done.TrySetResult());
+        subscribe((_, e) =>
+        {
+            if (e.ConnectionType == ConnectionType.Interactive)
+            {
+                done.TrySetResult();
+            }
+        });
         return done.Task;
     }
 }

@@ -13,6 +13,7 @@ public sealed class GatewayOptions
 
     public required string Host { get; init; }
     public int? Port { get; init; }
+    public int ManagementPort { get; init; } = 3002;
     public required string AnthropicApiKey { get; init; }
     public required Uri AnthropicBaseUrl { get; init; }
     public required byte[] JwtSecret { get; init; }
@@ -48,6 +49,7 @@ public sealed class GatewayOptions
         {
             Host = config["HOST"] is { Length: > 0 } h ? h : "0.0.0.0",
             Port = config["PORT"] is { Length: > 0 } ? (int)Number(config, "PORT", 3001, 0, 65_535) : null,
+            ManagementPort = (int)Number(config, "MANAGEMENT_PORT", 3002, 0, 65_535),
             AnthropicApiKey = apiKey,
             AnthropicBaseUrl = baseUri,
             JwtSecret = Encoding.UTF8.GetBytes(secret),

@@ -12,28 +12,13 @@ public static class HostingExtensions
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(TimeProvider.System);
 
-        var urlsConfigured = !string.IsNullOrEmpty(builder.Configuration["urls"]) || !string.IsNullOrEmpty(builder.Configuration["ASPNETCORE_URLS"]);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = Math.Max(options.MaxPayloadSize + 1, 1024 * 1024);
             kestrel.Limits.KeepAliveTimeout = TimeSpan.FromMinutes(5);
-            if (options.Port is not null || !urlsConfigured)
-            {
-                var port = options.Port ?? 3001;
-                if (options.Host is "0.0.0.0" or "*")
-                {
-                    kestrel.ListenAnyIP(port);
-                }
-                else if (options.Host == "localhost")
-                {
-                    kestrel.ListenLocalhost(port);
-                }
-                else
-                {
-                    kestrel.Listen(IPAddress.Parse(options.Host), port, o => o.Protocols = HttpProtocols.Http1AndHttp2);
-                }
-            }
+            Listen(kestrel, options.Host, options.Port ?? PortFromUrls(builder.Configuration) ?? 3001, management: false);
+            Listen(kestrel, options.Host, options.ManagementPort, management: true);
         });
 
         if (builder.Configuration["LOG_LEVEL"] is { Length: > 0 } level)
@@ -64,6 +49,45 @@ public static class HostingExtensions
             }));
         }
         return options;
+    }
+
+    /// <summary>
+    /// The proxy and the management API listen on separate ports, so an ingress can expose the proxy alone. Each
+    /// connection is marked with the port it came in on; <see cref="ManagementPort.IsManagement"/> reads the mark.
+    /// </summary>
+    private static void Listen(KestrelServerOptions kestrel, string host, int port, bool management)
+    {
+        void Configure(ListenOptions listen)
+        {
+            listen.Protocols = HttpProtocols.Http1AndHttp2;
+            listen.Use(next => connection =>
+            {
+                connection.Items[ManagementPort.ItemKey] = management;
+                return next(connection);
+            });
+        }
+        if (host is "0.0.0.0" or "*" or "+")
+        {
+            kestrel.ListenAnyIP(port, Configure);
+        }
+        else if (host == "localhost")
+        {
+            kestrel.ListenLocalhost(port, Configure);
+        }
+        else
+        {
+            kestrel.Listen(IPAddress.Parse(host), port, Configure);
+        }
+    }
+
+    /// <summary>The port of the first of <c>ASPNETCORE_URLS</c> / <c>--urls</c>, as an Aspire AppHost sets it.</summary>
+    private static int? PortFromUrls(ConfigurationManager configuration)
+    {
+        var urls = configuration["urls"] ?? configuration["ASPNETCORE_URLS"];
+        var first = urls?.Split(';', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault();
+        return first is not null && Uri.TryCreate(first.Replace("://*", "://localhost").Replace("://+", "://localhost"), UriKind.Absolute, out var uri)
+            ? uri.Port
+            : null;
     }
 
     public static LogLevel ParseLevel(string level) => level.Trim().ToLowerInvariant() switch

@@ -16,7 +16,9 @@ public sealed class GatewayHost : IAsyncDisposable
         App = app;
         Logs = logs;
         Settings = settings;
-        BaseUrl = new Uri(app.Urls.First());
+        var managementPort = settings["MANAGEMENT_PORT"];
+        BaseUrl = new Uri(app.Urls.First(u => !u.EndsWith(":" + managementPort, StringComparison.Ordinal)));
+        ManagementUrl = new Uri(app.Urls.First(u => u.EndsWith(":" + managementPort, StringComparison.Ordinal)));
         Client = new HttpClient { BaseAddress = BaseUrl, Timeout = TimeSpan.FromSeconds(60) };
     }
 
@@ -24,6 +26,7 @@ public sealed class GatewayHost : IAsyncDisposable
     public LogCapture Logs { get; }
     public IReadOnlyDictionary<string, string?> Settings { get; }
     public Uri BaseUrl { get; }
+    public Uri ManagementUrl { get; }
     public HttpClient Client { get; }
     public IServiceProvider Services => App.Services;
 
@@ -35,6 +38,7 @@ public sealed class GatewayHost : IAsyncDisposable
         ["JWT_SECRET"] = jwtSecret,
         ["HOST"] = "127.0.0.1",
         ["PORT"] = "0",
+        ["MANAGEMENT_PORT"] = RedisServer.FreePort().ToString(),
         ["LOG_LEVEL"] = "debug",
         ["REDIS_URL"] = "",
         ["ConnectionStrings:redis"] = "",
