@@ -3,6 +3,7 @@ using ClaudeProxy.Gateway.Data;
 using ClaudeProxy.Gateway.Errors;
 using ClaudeProxy.Gateway.Forwarding;
 using ClaudeProxy.Gateway.Limits;
+using ClaudeProxy.Gateway.Management;
 using ClaudeProxy.Gateway.Tokens;
 using ClaudeProxy.Gateway.Usage;
 
@@ -22,6 +23,7 @@ public static class GatewayApplication
         builder.AddLimits();
         builder.AddUsage();
         builder.AddForwarding();
+        builder.AddManagement(database);
 
         var app = builder.Build();
         app.UseMiddleware<GatewayErrorMiddleware>();
@@ -34,6 +36,7 @@ public static class GatewayApplication
         app.MapBootstrapApi();
         app.MapCircuitBreakerApi();
         app.MapDeviceUsageApi();
+        app.MapManagementApi(database);
         app.MapAnthropicApi();
         app.MapFallback(ctx => ApiErrors.WriteAsync(ctx, 404, "not_found_error", $"{ctx.Request.Method} {ctx.Request.Path} is not served by this gateway"));
         if (!database)

@@ -22,7 +22,7 @@ public sealed class DeviceAuthenticator(TokenService tokens, IDeviceStanding sta
             return null;
         }
         var identity = check.Identity!;
-        var verdict = standing.Check(identity);
+        var verdict = await standing.CheckAsync(identity, context.RequestAborted);
         if (verdict is not null)
         {
             await ApiErrors.WriteAsync(context, 401, "authentication_error", verdict);
@@ -35,11 +35,11 @@ public sealed class DeviceAuthenticator(TokenService tokens, IDeviceStanding sta
 /// <summary>A device's standing as the gateway knows it now; null means the token may be used.</summary>
 public interface IDeviceStanding
 {
-    string? Check(DeviceIdentity identity);
+    ValueTask<string?> CheckAsync(DeviceIdentity identity, CancellationToken cancellationToken);
 }
 
 /// <summary>Without device records every valid token stands.</summary>
 public sealed class AlwaysInGoodStanding : IDeviceStanding
 {
-    public string? Check(DeviceIdentity identity) => null;
+    public ValueTask<string?> CheckAsync(DeviceIdentity identity, CancellationToken cancellationToken) => ValueTask.FromResult<string?>(null);
 }

@@ -1,0 +1,278 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using ClaudeProxy.Gateway.Configuration;
+using ClaudeProxy.Gateway.Data;
+using ClaudeProxy.Gateway.Limits;
+using ClaudeProxy.Gateway.Tokens;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace ClaudeProxy.Gateway.Management;
+
+/// <summary>Devices: list, detail, register, approve, revoke, restore, edit policy, issue a token, audit trail.</summary>
+public static partial class DevicesApi
+{
+    [GeneratedRegex("^[A-Za-z0-9._:*?-]{1,100}$")]
+    private static partial Regex ModelGlob();
+
+    [GeneratedRegex("^[A-Za-z0-9._:-]{1,128}$")]
+    private static partial Regex DeviceIdPattern();
+
+    public static RouteGroupBuilder MapDevicesApi(this RouteGroupBuilder api)
+    {
+        var devices = api.MapGroup("/devices").WithTags("Devices");
+        devices.MapGet("/", List).WithSummary("List devices, paged, sorted and searched");
+        devices.MapPost("/", Register).WithSummary("Register a device by hand (for closed bootstrap mode)");
+        devices.MapGet("/{id}", Get).WithSummary("One device with its spend this period");
+        devices.MapPost("/{id}/approve", (string id, HttpContext c, ManagementContext m) => SetStatus(id, DeviceStatus.Active, "approve", c, m, DeviceStatus.Pending))
+            .WithSummary("Approve a pending device");
+        devices.MapPost("/{id}/revoke", (string id, HttpContext c, ManagementContext m) => SetStatus(id, DeviceStatus.Revoked, "revoke", c, m))
+            .WithSummary("Revoke a device: its tokens stop working on every instance within a second");
+        devices.MapPost("/{id}/restore", (string id, HttpContext c, ManagementContext m) => SetStatus(id, DeviceStatus.Active, "restore", c, m, DeviceStatus.Revoked))
+            .WithSummary("Restore a revoked device");
+        devices.MapPut("/{id}/policy", UpdatePolicy).WithSummary("Edit models, rate limit, token budget and spend cap; older tokens must refresh");
+        devices.MapPost("/{id}/token", IssueToken).WithSummary("Issue a wrapper token for a device by hand");
+        devices.MapGet("/{id}/audit", Audit).WithSummary("The device's audit trail");
+        api.MapGet("/audit", AllAudit).WithTags("Audit").WithSummary("Every recorded change, newest first");
+        return api;
+    }
+
+    private static async Task<Ok<PageOf<DeviceView>>> List(ManagementContext m, string? search = null, string? status = null, string sort = "last_seen",
+        string order = "desc", int page = 1, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "page_size")] int pageSize = 25)
+    {
+        page = Math.Max(1, page);
+        pageSize = Math.Clamp(pageSize, 1, 200);
+        await using var db = await m.Contexts.CreateDbContextAsync();
+        var periodStart = m.PeriodStart();
+        var query = db.Devices.AsNoTracking().AsQueryable();
+        if (!string.IsNullOrWhiteSpace(search))
+        {
+            var pattern = "%" + search.Trim().Replace("\\", "\\\\").Replace("%", "\\%").Replace("_", "\\_") + "%";
+            query = query.Where(d => EF.Functions.ILike(d.DeviceId, pattern) || EF.Functions.ILike(d.UserId, pattern));
+        }
+        if (!string.IsNullOrWhiteSpace(status))
+        {
+            query = query.Where(d => d.Status == status);
+        }
+        var withSpend = query.Select(d => new
+        {
+            Device = d,
+            Spent = db.UsageRollups.Where(r => r.Granularity == "d" && r.DeviceId == d.DeviceId && r.BucketStart >= periodStart).Sum(r => (decimal?)r.CostUsd) ?? 0m,
+        });
+        var descending = !string.Equals(order, "asc", StringComparison.OrdinalIgnoreCase);
+        withSpend = (sort.ToLowerInvariant(), descending) switch
+        {
+            ("device_id", false) => withSpend.OrderBy(x => x.Device.DeviceId),
+            ("device_id", true) => withSpend.OrderByDescending(x => x.Device.DeviceId),
+            ("first_seen", false) => withSpend.OrderBy(x => x.Device.FirstSeen),
+            ("first_seen", true) => withSpend.OrderByDescending(x => x.Device.FirstSeen),
+            ("status", false) => withSpend.OrderBy(x => x.Device.Status).ThenBy(x => x.Device.DeviceId),
+            ("status", true) => withSpend.OrderByDescending(x => x.Device.Status).ThenBy(x => x.Device.DeviceId),
+            ("spend", false) => withSpend.OrderBy(x => x.Spent).ThenBy(x => x.Device.DeviceId),
+            ("spend", true) => withSpend.OrderByDescending(x => x.Spent).ThenBy(x => x.Device.DeviceId),
+            ("user_id", false) => withSpend.OrderBy(x => x.Device.UserId),
+            ("user_id", true) => withSpend.OrderByDescending(x => x.Device.UserId),
+            (_, false) => withSpend.OrderBy(x => x.Device.LastSeen),
+            _ => withSpend.OrderByDescending(x => x.Device.LastSeen),
+        };
+        var total = await query.CountAsync();
+        var rows = await withSpend.Skip((page - 1) * pageSize).Take(pageSize).ToListAsync();
+        return TypedResults.Ok(new PageOf<DeviceView>([.. rows.Select(r => View(r.Device, r.Spent))], page, pageSize, total));
+    }
+
+    private static async Task Get(string id, HttpContext context, ManagementContext m)
+    {
+        await using var db = await m.Contexts.CreateDbContextAsync();
+        var device = await db.Devices.AsNoTracking().FirstOrDefaultAsync(d => d.DeviceId == id);
+        if (device is null)
+        {
+            await Errors.ApiErrors.WriteAsync(context, 404, "not_found_error", $"no device '{id}'");
+            return;
+        }
+        await context.Response.WriteAsJsonAsync(View(device, await m.SpentAsync(db, id)));
+    }
+
+    private static async Task Register(NewDevice request, HttpContext context, ManagementContext m, ConfiguredDeviceDirectory defaults)
+    {
+        if (request.DeviceId is null || !DeviceIdPattern().IsMatch(request.DeviceId))
+        {
+            await Errors.ApiErrors.WriteAsync(context, 400, "device_id is required: 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'");
+            return;
+        }
+        var policy = defaults.DefaultPolicy;
+        var update = new PolicyUpdate(request.Models ?? [.. policy.Models], request.RateLimit ?? policy.RateLimit, request.TokenLimit ?? policy.TokenLimit,
+            request.SpendCap ?? policy.SpendCap);
+        if (Validate(update) is { } error)
+        {
+            await Errors.ApiErrors.WriteAsync(context, 400, error);
+            return;
+        }
+        await using var db = await m.Contexts.CreateDbContextAsync();
+        if (await db.Devices.AnyAsync(d => d.DeviceId == request.DeviceId))
+        {
+            await Errors.ApiErrors.WriteAsync(context, 409, "conflict_error", $"device '{request.DeviceId}' already exists");
+            return;
+        }
+        var now = m.Time.GetUtcNow();
+        var device = new DeviceRecord
+        {
+            DeviceId = request.DeviceId, UserId = request.UserId ?? request.DeviceId, OrgId = m.Options.OrgId, Status = DeviceStatus.Active,
+            Models = update.Models!, RateLimit = update.RateLimit!.Value, TokenLimit = update.TokenLimit, SpendCap = update.SpendCap,
+            PolicyVersion = 1, FirstSeen = now, LastSeen = now,
+        };
+        db.Devices.Add(device);
+        m.Audit(db, context, "register", device.DeviceId, null, device);
+        await db.SaveChangesAsync();
+        await m.Standing.ChangedAsync(device.DeviceId);
+        context.Response.StatusCode = 201;
+        await context.Response.WriteAsJsonAsync(View(device, 0));
+    }
+
+    private static async Task SetStatus(string id, string status, string action, HttpContext context, ManagementContext m, string? requiredCurrent = null)
+    {
+        await using var db = await m.Contexts.CreateDbContextAsync();
+        var device = await db.Devices.FirstOrDefaultAsync(d => d.DeviceId == id);
+        if (device is null)
+        {
+            await Errors.ApiErrors.WriteAsync(context, 404, "not_found_error", $"no device '{id}'");
+            return;
+        }
+        if (requiredCurrent is not null && device.Status != requiredCurrent)
+        {
+            await Errors.ApiErrors.WriteAsync(context, 409, "conflict_error", $"device '{id}' is {device.Status}, not {requiredCurrent}");
+            return;
+        }
+        var before = Snapshot(device);
+        device.Status = status;
+        m.Audit(db, context, action, id, before, device);
+        await db.SaveChangesAsync();
+        await m.Standing.ChangedAsync(id);
+        await context.Response.WriteAsJsonAsync(View(device, await m.SpentAsync(db, id)));
+    }
+
+    private static async Task UpdatePolicy(string id, PolicyUpdate update, HttpContext context, ManagementContext m)
+    {
+        if (Validate(update) is { } error)
+        {
+            await Errors.ApiErrors.WriteAsync(context, 400, error);
+            return;
+        }
+        await using var db = await m.Contexts.CreateDbContextAsync();
+        var device = await db.Devices.FirstOrDefaultAsync(d => d.DeviceId == id);
+        if (device is null)
+        {
+            await Errors.ApiErrors.WriteAsync(context, 404, "not_found_error", $"no device '{id}'");
+            return;
+        }
+        var before = Snapshot(device);
+        device.Models = update.Models ?? device.Models;
+        device.RateLimit = update.RateLimit ?? device.RateLimit;
+        device.TokenLimit = update.TokenLimit;
+        device.SpendCap = update.SpendCap;
+        device.PolicyVersion++;
+        m.Audit(db, context, "policy", id, before, device);
+        await db.SaveChangesAsync();
+        await m.Standing.ChangedAsync(id);
+        await context.Response.WriteAsJsonAsync(View(device, await m.SpentAsync(db, id)));
+    }
+
+    private static async Task IssueToken(string id, HttpContext context, ManagementContext m, TokenService tokens)
+    {
+        await using var db = await m.Contexts.CreateDbContextAsync();
+        var device = await db.Devices.FirstOrDefaultAsync(d => d.DeviceId == id);
+        if (device is null)
+        {
+            await Errors.ApiErrors.WriteAsync(context, 404, "not_found_error", $"no device '{id}'");
+            return;
+        }
+        if (device.Status != DeviceStatus.Active)
+        {
+            await Errors.ApiErrors.WriteAsync(context, 409, "conflict_error", $"device '{id}' is {device.Status}: only an active device gets a token");
+            return;
+        }
+        var issued = tokens.Issue(device.DeviceId, device.UserId, device.OrgId,
+            new DevicePolicy(device.Models, device.RateLimit, device.TokenLimit, device.SpendCap, device.PolicyVersion));
+        m.Audit(db, context, "issue_token", id, null, new { expires_at = issued.ExpiresAt });
+        await db.SaveChangesAsync();
+        context.Response.Headers.CacheControl = "no-store";
+        await context.Response.WriteAsJsonAsync(new IssuedTokenView(issued.Token, issued.ExpiresAt));
+    }
+
+    private static async Task<Ok<PageOf<AuditView>>> Audit(string id, ManagementContext m, int page = 1, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "page_size")] int pageSize = 50) =>
+        TypedResults.Ok(await AuditPage(m, id, page, pageSize));
+
+    private static async Task<Ok<PageOf<AuditView>>> AllAudit(ManagementContext m, int page = 1, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "page_size")] int pageSize = 50) =>
+        TypedResults.Ok(await AuditPage(m, null, page, pageSize));
+
+    private static async Task<PageOf<AuditView>> AuditPage(ManagementContext m, string? target, int page, int pageSize)
+    {
+        page = Math.Max(1, page);
+        pageSize = Math.Clamp(pageSize, 1, 200);
+        await using var db = await m.Contexts.CreateDbContextAsync();
+        var query = db.Audit.AsNoTracking().Where(a => target == null || a.Target == target);
+        var total = await query.CountAsync();
+        var rows = await query.OrderByDescending(a => a.Id).Skip((page - 1) * pageSize).Take(pageSize)
+            .Select(a => new AuditView(a.Id, a.Time, a.Actor, a.Action, a.Target, a.Before, a.After)).ToListAsync();
+        return new PageOf<AuditView>(rows, page, pageSize, total);
+    }
+
+    internal static string? Validate(PolicyUpdate update)
+    {
+        if (update.Models is { } models && (models.Count == 0 || models.Count > 50 || models.Any(g => g is null || !ModelGlob().IsMatch(g))))
+        {
+            return "models must be 1 to 50 model names or globs such as claude-sonnet-*";
+        }
+        if (update.RateLimit is < 1 or > 1_000_000)
+        {
+            return "rate_limit must be from 1 to 1000000 requests per window";
+        }
+        if (update.TokenLimit is < 1 or > 1_000_000_000)
+        {
+            return "token_limit must be from 1 to 1000000000 tokens per minute, or null for none";
+        }
+        if (update.SpendCap is < 0 or > 10_000_000)
+        {
+            return "spend_cap must be from 0 to 10000000 USD, or null for none";
+        }
+        return null;
+    }
+
+    internal static object Snapshot(DeviceRecord d) => new
+    {
+        status = d.Status, models = d.Models.ToArray(), rate_limit = d.RateLimit, token_limit = d.TokenLimit, spend_cap = d.SpendCap,
+        policy_version = d.PolicyVersion,
+    };
+
+    internal static DeviceView View(DeviceRecord d, decimal spent) => new(d.DeviceId, d.AppVersion, d.UserId, d.OrgId, d.Status, d.Models, d.RateLimit,
+        d.TokenLimit, d.SpendCap, d.PolicyVersion, d.FirstSeen, d.LastSeen, spent);
+}
+
+/// <summary>What every management endpoint needs: the database, the clock, the spend period, the audit trail.</summary>
+public sealed class ManagementContext(IDbContextFactory<GatewayDbContext> contexts, DeviceStandingCache standing, GatewayOptions options,
+    LimitOptions limits, TimeProvider time)
+{
+    public IDbContextFactory<GatewayDbContext> Contexts => contexts;
+    public DeviceStandingCache Standing => standing;
+    public GatewayOptions Options => options;
+    public TimeProvider Time => time;
+
+    public DateTimeOffset PeriodStart() => SpendPeriods.Of(limits.SpendPeriod, time.GetUtcNow()).Start;
+
+    public async Task<decimal> SpentAsync(GatewayDbContext db, string deviceId)
+    {
+        var start = PeriodStart();
+        return await db.UsageRollups.Where(r => r.Granularity == "d" && r.DeviceId == deviceId && r.BucketStart >= start).SumAsync(r => (decimal?)r.CostUsd) ?? 0m;
+    }
+
+    /// <summary>Records a write; the operator's name comes from the admin app's <c>x-operator</c> header.</summary>
+    public void Audit(GatewayDbContext db, HttpContext context, string action, string target, object? before, object? after)
+    {
+        var actor = context.Request.Headers["x-operator"].ToString() is { Length: > 0 and <= 128 } name ? name : "api";
+        db.Audit.Add(new AuditEntry
+        {
+            Time = time.GetUtcNow(), Actor = actor, Action = action, Target = target,
+            Before = before is null ? null : JsonSerializer.Serialize(before is DeviceRecord b ? DevicesApi.Snapshot(b) : before),
+            After = after is null ? null : JsonSerializer.Serialize(after is DeviceRecord a ? DevicesApi.Snapshot(a) : after),
+        });
+    }
+}

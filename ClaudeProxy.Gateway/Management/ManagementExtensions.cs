@@ -1,0 +1,64 @@
+using System.Text.Json;
+using ClaudeProxy.Gateway.Configuration;
+using ClaudeProxy.Gateway.Errors;
+using ClaudeProxy.Gateway.Forwarding;
+using ClaudeProxy.Gateway.Tokens;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace ClaudeProxy.Gateway.Management;
+
+public static class ManagementExtensions
+{
+    public const string DocumentName = "management";
+
+    public static IHostApplicationBuilder AddManagement(this IHostApplicationBuilder builder, bool database)
+    {
+        builder.Services.Configure<JsonOptions>(o => o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
+        builder.Services.AddOpenApi(DocumentName, o => o.ShouldInclude = d => d.RelativePath?.StartsWith("manage/", StringComparison.Ordinal) == true);
+        builder.Services.AddSingleton<GatewayInstances>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<GatewayInstances>());
+        if (database)
+        {
+            builder.Services.AddSingleton<DeviceStandingCache>();
+            builder.Services.Replace(ServiceDescriptor.Singleton<IDeviceStanding>(sp => sp.GetRequiredService<DeviceStandingCache>()));
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<DeviceStandingCache>());
+            builder.Services.AddSingleton<ManagementContext>();
+        }
+        return builder;
+    }
+
+    /// <summary>The operator API under <c>/manage/v1</c> on the management port, with its OpenAPI document.</summary>
+    public static IEndpointRouteBuilder MapManagementApi(this IEndpointRouteBuilder app, bool database)
+    {
+        app.MapOpenApi("/manage/v1/openapi/{documentName}.json");
+        var api = app.MapGroup("/manage/v1").AddEndpointFilter(async (context, next) =>
+        {
+            var http = context.HttpContext;
+            if (!await OperatorKey.CheckAsync(http, http.RequestServices.GetRequiredService<GatewayOptions>(), http.RequestServices.GetRequiredService<TokenService>()))
+            {
+                return Results.Empty;
+            }
+            if (!database && !http.Request.Path.StartsWithSegments("/manage/v1/gateways"))
+            {
+                await ApiErrors.WriteAsync(http, 503, "api_error", "devices and usage need Postgres: set ConnectionStrings__claudeproxydb or DATABASE_URL");
+                return Results.Empty;
+            }
+            return await next(context);
+        });
+        api.MapGet("/gateways", async (GatewayInstances instances) => TypedResults.Ok(await instances.ListAsync()))
+            .WithTags("Gateways").WithSummary("Gateway instances seen through Redis heartbeats, each with its circuit breaker");
+        api.MapPost("/gateways/circuit-breaker/reset", async (BreakerResetBroadcast reset, HttpContext context) =>
+        {
+            await reset.ResetEverywhereAsync(context.RequestAborted);
+            return TypedResults.NoContent();
+        }).WithTags("Gateways").WithSummary("Close the circuit breaker on every instance");
+        if (database)
+        {
+            api.MapDevicesApi();
+            api.MapUsageManagementApi();
+        }
+        return app;
+    }
+}
