@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -78,11 +79,11 @@ public static class ServiceDefaultsExtensions
         {
             Predicate = r => r.Tags.Contains(LivenessTag),
             ResponseWriter = HealthResponseWriter.WriteAsync,
-        });
+        }).AllowAnonymous();
         app.MapHealthChecks(ReadinessPath, new HealthCheckOptions
         {
             ResponseWriter = HealthResponseWriter.WriteAsync,
-        });
+        }).AllowAnonymous();
         return app;
     }
 }

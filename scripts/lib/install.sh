@@ -42,5 +42,5 @@ ensure_chromium() {
 }
 
 ensure_test_prerequisites() {
-  ensure_dotnet && ensure_redis && ensure_postgres
+  ensure_dotnet && ensure_redis && ensure_postgres && ensure_chromium
 }

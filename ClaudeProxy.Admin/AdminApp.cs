@@ -1,0 +1,93 @@
+using ClaudeProxy.Admin.Auth;
+using ClaudeProxy.Admin.Components;
+using ClaudeProxy.Admin.Gateway;
+using Microsoft.AspNetCore.Authentication.Cookies;
+using MudBlazor.Services;
+
+namespace ClaudeProxy.Admin;
+
+/// <summary>The admin app: Blazor Server with MudBlazor, signed in with a cookie, talking to the gateway's management API only.</summary>
+public static class AdminApp
+{
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+        {
+            Args = args,
+            ContentRootPath = AppContext.BaseDirectory,
+            // Named explicitly so the static web assets manifest is found when a test host runs the app in-process.
+            ApplicationName = typeof(AdminApp).Assembly.GetName().Name,
+        });
+        // Serves MudBlazor's assets from the build output in every environment, not only Development.
+        builder.WebHost.UseStaticWebAssets();
+        configure?.Invoke(builder);
+        var options = AdminOptions.Load(builder.Configuration);
+        builder.Services.AddSingleton(options);
+        if (builder.Configuration["PORT"] is { Length: > 0 } port && string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["ASPNETCORE_URLS"]))
+        {
+            builder.WebHost.UseUrls($"http://{builder.Configuration["HOST"] ?? "0.0.0.0"}:{port}");
+        }
+        builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.AddServiceDefaults();
+
+        builder.Services.AddRazorComponents().AddInteractiveServerComponents();
+        builder.Services.AddMudServices();
+        builder.Services.AddCascadingAuthenticationState();
+        builder.Services.AddAuthentication(CookieAuthenticationDefaults.AuthenticationScheme).AddCookie(cookie =>
+        {
+            cookie.LoginPath = "/login";
+            cookie.Cookie.Name = "claudeproxy.admin";
+            cookie.Cookie.HttpOnly = true;
+            cookie.Cookie.SameSite = SameSiteMode.Strict;
+            cookie.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+            cookie.ExpireTimeSpan = TimeSpan.FromHours(8);
+            cookie.SlidingExpiration = true;
+        });
+        builder.Services.AddAuthorizationBuilder().SetFallbackPolicy(new Microsoft.AspNetCore.Authorization.AuthorizationPolicyBuilder().RequireAuthenticatedUser().Build());
+        builder.Services.AddSingleton<LoginThrottle>();
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddTransient<OperatorKeyHandler>();
+        builder.Services.AddHttpClient<ManagementClient>(client => client.BaseAddress = new Uri(options.ManagementUrl))
+            .AddHttpMessageHandler<OperatorKeyHandler>();
+
+        var app = builder.Build();
+        app.UseExceptionHandler("/error", createScopeForErrors: true);
+        app.UseAuthentication();
+        app.UseAuthorization();
+        app.UseAntiforgery();
+        app.MapDefaultEndpoints();
+        app.MapStaticAssets().AllowAnonymous();
+        app.MapAccountEndpoints();
+        app.MapExportEndpoints();
+        app.MapRazorComponents<App>().AddInteractiveServerRenderMode();
+        return app;
+    }
+}
+
+public sealed class AdminConfigurationException(string message) : Exception(message);
+
+/// <summary>The admin app's settings.</summary>
+public sealed class AdminOptions
+{
+    public required string ManagementUrl { get; init; }
+    public required string OperatorKey { get; init; }
+    public required string Username { get; init; }
+    public required AdminPassword Password { get; init; }
+
+    public static AdminOptions Load(IConfiguration config)
+    {
+        var key = config["ADMIN_API_KEY"] is { Length: > 0 } k ? k : throw new AdminConfigurationException("ADMIN_API_KEY is required but not set.");
+        var password = config["ADMIN_PASSWORD_HASH"] is { Length: > 0 } hash ? AdminPassword.FromHash(hash)
+            : config["ADMIN_PASSWORD"] is { Length: > 0 } plain ? AdminPassword.FromPlain(plain)
+            : throw new AdminConfigurationException("ADMIN_PASSWORD_HASH (or ADMIN_PASSWORD for local use) is required but not set.");
+        return new AdminOptions
+        {
+            // Service discovery resolves the gateway's "management" endpoint from services__gateway__management__0.
+            ManagementUrl = config["GATEWAY_MANAGEMENT_URL"] is { Length: > 0 } url ? url : "http://_management.gateway",
+            OperatorKey = key,
+            Username = config["ADMIN_USERNAME"] is { Length: > 0 } u ? u : "admin",
+            Password = password,
+        };
+    }
+}
