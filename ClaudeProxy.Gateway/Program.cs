@@ -7,7 +7,7 @@ var migrateOnly = args is ["migrate", ..];
 WebApplication app;
 try
 {
-    app = GatewayApplication.Build(migrateOnly ? args[1..] : args, migrateOnly ? b => b.Configuration["MIGRATE_ON_START"] = "false" : null);
+    app = GatewayApplication.Build(migrateOnly ? args[1..] : args, migrateOnly ? MigrateOnly : null);
 }
 catch (GatewayConfigurationException e)
 {
@@ -27,3 +27,11 @@ if (migrateOnly)
 }
 await app.RunAsync();
 return 0;
+
+// Migrating needs the database alone: the upstream key and the token secret are not used, so placeholders stand in.
+static void MigrateOnly(WebApplicationBuilder builder)
+{
+    builder.Configuration["MIGRATE_ON_START"] = "false";
+    builder.Configuration["ANTHROPIC_API_KEY"] ??= "not-used-by-migrate";
+    builder.Configuration["JWT_SECRET"] ??= new string('-', GatewayOptions.MinJwtSecretBytes);
+}
