@@ -20,7 +20,9 @@ public sealed class AppHostOptions
             Gateways = int.TryParse(Value("--gateways"), out var n) && n > 0 ? n : 1,
             DataDir = Value("--data-dir"),
             DynamicPorts = args.Contains("--dynamic-ports"),
-            Configuration = Value("--configuration") ?? "Release",
+            // By default, run the projects as built in the same configuration as this AppHost.
+            Configuration = Value("--configuration")
+                ?? (AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release"),
         };
     }
 }

@@ -372,7 +372,16 @@ public sealed partial class Runner : IAsyncDisposable
     private string Dll(string project)
     {
         var path = Path.Combine(_root, project, "bin", _options.Configuration, "net10.0", project + ".dll");
-        return File.Exists(path) ? path : throw new InvalidOperationException($"{path} is missing: build first (dotnet build -c {_options.Configuration})");
+        if (!File.Exists(path))
+        {
+            Say($"{project}: not built yet, building ({_options.Configuration})");
+            using var build = Process.Start(new ProcessStartInfo("dotnet", ["build", Path.Combine(_root, project), "-c", _options.Configuration, "-nologo", "-v", "quiet"])
+            {
+                WorkingDirectory = _root,
+            })!;
+            build.WaitForExit();
+        }
+        return File.Exists(path) ? path : throw new InvalidOperationException($"{path} is missing: build with dotnet build -c {_options.Configuration}");
     }
 
     private int PortOr(int port) => _options.DynamicPorts ? FreePort() : port;
