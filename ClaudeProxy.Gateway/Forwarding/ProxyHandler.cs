@@ -121,16 +121,37 @@ public sealed partial class ProxyHandler(
         }
         var cancelled = result is ForwarderError.RequestCanceled or ForwarderError.RequestBodyCanceled or ForwarderError.ResponseBodyCanceled
             || context.RequestAborted.IsCancellationRequested;
-        if (result != ForwarderError.None)
+        try
         {
-            await HandleForwarderErrorAsync(context, result);
+            if (result != ForwarderError.None)
+            {
+                await HandleForwarderErrorAsync(context, result);
+            }
+            else
+            {
+                // Finish the response before the bookkeeping below, so that not even the last chunk waits for it.
+                await context.Response.CompleteAsync();
+            }
         }
-        else
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
         {
-            // Finish the response before the bookkeeping below, so that not even the last chunk waits for it.
-            await context.Response.CompleteAsync();
+            // The client left while the last bytes were on their way: the request still happened and still counts.
+            cancelled = true;
         }
+        finally
+        {
+            Record(context, route, identity, body, model, request, decision, tap, started, cancelled);
+        }
+    }
 
+    /// <summary>
+    /// Records what a forwarded request used: the usage event first (nothing may lose it), then the settlement of
+    /// the reservation. The settlement is put on the Redis connection before the request ends, so this instance's
+    /// next admission for the device is ordered after it, but nobody waits for its answer.
+    /// </summary>
+    private void Record(HttpContext context, ApiRoute route, DeviceIdentity identity, RequestBody? body, string model,
+        AdmissionRequest request, Admission decision, UsageTapStream tap, long started, bool cancelled)
+    {
         var usage = tap.Complete();
         tap.Dispose();
         var counts = usage.Counts;
@@ -142,11 +163,6 @@ public sealed partial class ProxyHandler(
         var elapsed = Stopwatch.GetElapsedTime(started);
         double? ttfb = tap.FirstByteTimestamp > 0 ? Stopwatch.GetElapsedTime(started, tap.FirstByteTimestamp).TotalMilliseconds : null;
 
-        await admission.SettleAsync(new Settlement(identity.DeviceId, request.SpendPeriodId, decision.Reserved ? request.ReserveMicros : 0,
-            CeilMicros(cost ?? 0m), counts.TotalInput + (counts.Output ?? 0)), request.SpendPeriodEnd - request.SpendPeriodStart + TimeSpan.FromDays(1),
-            CancellationToken.None);
-
-        metrics.Usage(model, counts.TotalInput, counts.Output ?? 0, cost, elapsed.TotalSeconds, ttfb / 1000);
         usageSink.Enqueue(new UsageEvent
         {
             Id = Guid.CreateVersion7(),
@@ -175,6 +191,10 @@ public sealed partial class ProxyHandler(
             Cancelled = cancelled,
             StreamError = usage.StreamError,
         });
+        metrics.Usage(model, counts.TotalInput, counts.Output ?? 0, cost, elapsed.TotalSeconds, ttfb / 1000);
+
+        admission.Settle(new Settlement(identity.DeviceId, request.SpendPeriodId, decision.Reserved ? request.ReserveMicros : 0,
+            CeilMicros(cost ?? 0m), counts.TotalInput + (counts.Output ?? 0)), request.SpendPeriodEnd - request.SpendPeriodStart + TimeSpan.FromDays(1));
     }
 
     /// <summary>The worst case this request can cost, reserved against the cap before it is forwarded.</summary>

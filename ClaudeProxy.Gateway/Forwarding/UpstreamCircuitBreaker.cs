@@ -61,7 +61,10 @@ public sealed partial class UpstreamCircuitBreaker
     public ResiliencePipeline<HttpResponseMessage> Pipeline { get; }
     public CircuitState State => _state.CircuitState;
     public DateTimeOffset Since { get; private set; }
-    public DateTimeOffset? OpenUntil { get; private set; }
+    public DateTimeOffset? OpenUntil => Volatile.Read(ref _openUntilTicks) is var t and > 0 ? new DateTimeOffset(t, TimeSpan.Zero) : null;
+
+    // Ticks (UTC) of the end of the current break, 0 when not open: read on every request without Polly's lock.
+    private long _openUntilTicks;
 
     /// <summary>Raised after each state change with the new state's name.</summary>
     public event Action<string>? StateChanged;
@@ -69,7 +72,7 @@ public sealed partial class UpstreamCircuitBreaker
     public static bool IsFailure(HttpStatusCode status) => (int)status is 500 or 502 or 503 or 504 or 529;
 
     /// <summary>Open and within its break: a request now would be refused without trying. Polly half-opens lazily, on the next call after the break.</summary>
-    public bool IsBreaking => State is CircuitState.Open or CircuitState.Isolated && (State == CircuitState.Isolated || RetryAfter > TimeSpan.Zero);
+    public bool IsBreaking => Volatile.Read(ref _openUntilTicks) is var t and > 0 && t > _time.GetUtcNow().UtcTicks;
 
     /// <summary>How long until an open breaker lets a probe through.</summary>
     public TimeSpan RetryAfter => OpenUntil is { } until && until > _time.GetUtcNow() ? until - _time.GetUtcNow() : TimeSpan.Zero;
@@ -97,7 +100,7 @@ public sealed partial class UpstreamCircuitBreaker
     private ValueTask Transition(string state, TimeSpan? breakDuration)
     {
         Since = _time.GetUtcNow();
-        OpenUntil = breakDuration is { } d ? Since + d : null;
+        Volatile.Write(ref _openUntilTicks, breakDuration is { } d ? (Since + d).UtcTicks : 0);
         _metrics.BreakerState = state switch { "open" => 1, "half-open" => 2, _ => 0 };
         _metrics.BreakerTransition(state);
         LogTransition(_logger, state);

@@ -52,6 +52,32 @@ public sealed partial class AdmissionService(
         return admission;
     }
 
+    /// <summary>
+    /// Settles without waiting for the answer: the command is written to the Redis connection before this returns,
+    /// so this instance's later commands for the device are ordered after it, and the request that caused it
+    /// does not wait a round trip for bookkeeping.
+    /// </summary>
+    public void Settle(Settlement settlement, TimeSpan spendTtl)
+    {
+        var pending = SettleAsync(settlement, spendTtl, CancellationToken.None);
+        if (!pending.IsCompletedSuccessfully)
+        {
+            _ = ObserveAsync(pending);
+        }
+    }
+
+    private async Task ObserveAsync(ValueTask pending)
+    {
+        try
+        {
+            await pending;
+        }
+        catch (Exception e)
+        {
+            LogSettleFailed(logger, e.GetType().Name);
+        }
+    }
+
     public async ValueTask SettleAsync(Settlement settlement, TimeSpan spendTtl, CancellationToken cancellationToken)
     {
         var store = await StoreAsync() ?? (IAdmissionStore)memory;
