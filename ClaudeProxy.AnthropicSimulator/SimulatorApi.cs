@@ -30,6 +30,7 @@ public static class SimulatorApi
         app.MapPost("/v1/complete", Complete);
         app.MapGet("/v1/models", ListModels);
         app.MapGet("/v1/models/{id}", GetModel);
+        app.MapGet("/_sim/stats", (SimulatorState state) => Results.Json(new { received = state.ReceivedCount }));
         app.Map("/{**rest}", (HttpContext ctx) => WriteError(ctx, 404, "not_found_error", "Not found"));
     }
 

@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# The load benchmark: each scenario straight against the Anthropic simulator and through the gateway with every
+# feature on (JWT auth, Redis rate limit + token budget + spend reservation, usage tap, Postgres usage writer,
+# info-level request logs), alternating, for ROUNDS rounds; medians go to bench/results.md. Then it checks that
+# Postgres holds exactly one usage row per request the gateway forwarded.
+# A third target, YARP's forwarder alone (bench/ClaudeProxy.Benchmarks forwarder), shows the floor any gateway built
+# on it starts from. Afterwards the BenchmarkDotNet micro-benchmarks of the hot path's pieces run (MICRO=0 skips them).
+# Settings: ROUNDS (default 3), DURATION seconds per wrk run (default 8), STREAMS for S3 (default 200),
+# BENCH_LOG_LEVEL (default warn: the per-request info line is the console logger's cost, not the gateway's).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+source scripts/lib/install.sh
+ensure_dotnet
+ensure_redis
+ensure_postgres
+command -v wrk >/dev/null 2>&1 || apt_install wrk
+command -v curl >/dev/null 2>&1 || apt_install curl
+
+ROUNDS=${ROUNDS:-3}
+MICRO=${MICRO:-1}
+DURATION=${DURATION:-8}
+STREAMS=${STREAMS:-200}
+
+echo "==> building Release"
+dotnet build ClaudeProxy.sln -c Release -nologo -v quiet
+
+work=$(mktemp -d /tmp/claudeproxy-bench-XXXXXX)
+chmod 755 "$work"
+pids=()
+pgdata="$work/pg"
+pgbin=$(pg_bin_dir)
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$pgdata/postmaster.pid" ] && as_pg "$pgbin/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null 2>&1 || true
+  wait 2>/dev/null || true
+  [ -n "${KEEP_BENCH:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  local port
+  while :; do
+    port=$(shuf -i 20000-60000 -n 1)
+    ss -ltn "sport = :$port" | grep -q LISTEN || { echo "$port"; return; }
+  done
+}
+wait_http() { for _ in $(seq 1 200); do curl -fs -o /dev/null "$@" && return 0; sleep 0.1; done; echo "not ready: $*" >&2; return 1; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
+
+echo "==> starting Redis, PostgreSQL, two simulators (direct and upstream) and the gateway"
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+pids+=($!)
+pg_port=$(free_port)
+[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$work"
+as_pg "$pgbin/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+as_pg "$pgbin/pg_ctl" -D "$pgdata" -l "$work/pg.log" -w start -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1" >/dev/null
+"$pgbin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres claudeproxydb
+
+simkey="sk-sim-bench-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+sim_direct=$(free_port)
+sim_upstream=$(free_port)
+sim="$root/ClaudeProxy.AnthropicSimulator/bin/Release/net10.0/ClaudeProxy.AnthropicSimulator.dll"
+dotnet "$sim" --urls "http://127.0.0.1:$sim_direct" --api-key "$simkey" --record false >"$work/sim-direct.log" 2>&1 &
+pids+=($!)
+dotnet "$sim" --urls "http://127.0.0.1:$sim_upstream" --api-key "$simkey" --record false >"$work/sim-upstream.log" 2>&1 &
+pids+=($!)
+
+bare_port=$(free_port)
+dotnet "$root/bench/ClaudeProxy.Benchmarks/bin/Release/net10.0/ClaudeProxy.Benchmarks.dll" forwarder "http://127.0.0.1:$bare_port" \
+  "http://127.0.0.1:$sim_direct" >"$work/bare.log" 2>&1 &
+pids+=($!)
+
+gw_port=$(free_port)
+mgmt_port=$(free_port)
+env ANTHROPIC_API_KEY="$simkey" ANTHROPIC_BASE_URL="http://127.0.0.1:$sim_upstream" \
+  JWT_SECRET="bench-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" ADMIN_API_KEY="bench-operator" \
+  HOST=127.0.0.1 PORT="$gw_port" MANAGEMENT_PORT="$mgmt_port" \
+  REDIS_URL="redis://127.0.0.1:$redis_port" DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/claudeproxydb" \
+  RATE_LIMIT_MAX=1000000 RATE_LIMIT_WINDOW=1000 TOKEN_LIMIT_PER_MINUTE=1000000000 DEFAULT_SPEND_CAP=1000000 \
+  USAGE_SPOOL_DIR="$work/spool" LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
+  dotnet "$root/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll" >"$work/gateway.log" 2>&1 &
+gw_pid=$!
+pids+=($gw_pid)
+wait_http "http://127.0.0.1:$sim_direct/v1/models" -H "x-api-key: $simkey"
+wait_http "http://127.0.0.1:$sim_upstream/v1/models" -H "x-api-key: $simkey"
+wait_http "http://127.0.0.1:$gw_port/readyz"
+wait_http "http://127.0.0.1:$bare_port/v1/models" -H "x-api-key: $simkey"
+rss_start=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status")
+token=$(curl -s "http://127.0.0.1:$gw_port/bootstrap" -H 'content-type: application/json' -d '{"device_id":"bench-device"}' \
+  | sed 's/.*"wrapper_token":"\([^"]*\)".*/\1/')
+
+small="$work/small.json"; big="$work/big.json"; stream="$work/stream.json"
+printf '%s' '{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"messages":[{"role":"user","content":"Hi"}]}' >"$small"
+printf '%s' '{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Hi"}]}' >"$stream"
+{ printf '%s' '{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"system":[{"type":"text","text":"'
+  head -c 102400 /dev/zero | tr '\0' 'x'
+  printf '%s' '"}],"messages":[{"role":"user","content":"Hi"}]}'; } >"$big"
+
+direct_url="http://127.0.0.1:$sim_direct/v1/messages"
+gateway_url="http://127.0.0.1:$gw_port/v1/messages"
+bare_url="http://127.0.0.1:$bare_port/v1/messages"
+
+# wrk_run TARGET(direct|bare|gateway) THREADS CONNS BODY [HEADER] -> "rps p50_us p99_us"
+wrk_run() {
+  local target=$1 threads=$2 conns=$3 body=$4 header=${5:-} url key tok
+  case $target in
+    direct) url=$direct_url key=$simkey tok="" ;;
+    bare) url=$bare_url key=$simkey tok="" ;;
+    *) url=$gateway_url key="" tok=$token ;;
+  esac
+  BENCH_BODY=$body BENCH_KEY=$key BENCH_TOKEN=$tok BENCH_HEADER=$header \
+    wrk -t"$threads" -c"$conns" -d"${DURATION}s" --timeout 30s -s bench/post.lua "$url" | awk '/^BENCH/ {
+      for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+      print v["rps"], v["p50_us"], v["p99_us"], v["non2xx"] }'
+}
+
+# curl_streams TARGET -> lines "ttfb_ms ttlb_ms"
+curl_streams() {
+  local target=$1 url auth
+  case $target in
+    direct) url=$direct_url auth="x-api-key: $simkey" ;;
+    bare) url=$bare_url auth="x-api-key: $simkey" ;;
+    *) url=$gateway_url auth="authorization: Bearer $token" ;;
+  esac
+  for _ in $(seq 1 "$STREAMS"); do
+    curl -s -o /dev/null -H "$auth" -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' -H 'x-sim-events: 50' \
+      --data-binary "@$stream" -w '%{time_starttransfer} %{time_total}\n' "$url"
+  done | awk '{ printf "%.3f %.3f\n", $1 * 1000, $2 * 1000 }'
+}
+
+declare -A R
+add() { R[$1]="${R[$1]:-} $2"; }
+med() { tr ' ' '\n' <<<"${R[$1]:-}" | grep -v '^$' | median; }
+
+echo "==> warm-up"
+DURATION=3 wrk_run direct 1 8 "$small" >/dev/null
+DURATION=3 wrk_run bare 1 8 "$small" >/dev/null
+DURATION=3 wrk_run gateway 1 8 "$small" >/dev/null
+
+for round in $(seq 1 "$ROUNDS"); do
+  echo "==> round $round of $ROUNDS"
+  for target in direct bare gateway; do
+    read -r _ p50 p99 _ < <(wrk_run "$target" 1 1 "$small");   add "s1.p50.$target" "$p50"; add "s1.p99.$target" "$p99"
+    read -r rps p50 p99 _ < <(wrk_run "$target" 2 64 "$small"); add "s2.rps.$target" "$rps"; add "s2.p50.$target" "$p50"; add "s2.p99.$target" "$p99"
+    out=$(curl_streams "$target")
+    add "s3.ttfb.$target" "$(awk '{print $1}' <<<"$out" | median)"; add "s3.ttlb.$target" "$(awk '{print $2}' <<<"$out" | median)"
+    read -r _ p50 p99 _ < <(wrk_run "$target" 1 1 "$big");     add "s4.p50.$target" "$p50"; add "s4.p99.$target" "$p99"
+  done
+done
+
+echo "==> S5: 256 concurrent open streams through the gateway"
+rss_before=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status")
+peak=0
+( DURATION=12 wrk_run gateway 2 256 "$stream" "x-sim-delay-ms: 40" >"$work/s5.out" ) &
+s5=$!
+while kill -0 "$s5" 2>/dev/null; do
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status"); [ "$rss" -gt "$peak" ] && peak=$rss
+  sleep 0.2
+done
+read -r s5_rps _ _ _ <"$work/s5.out"
+
+echo "==> draining the gateway and counting usage rows"
+forwarded=$(curl -s "http://127.0.0.1:$sim_upstream/_sim/stats" | sed 's/.*"received":\([0-9]*\).*/\1/')
+kill -TERM "$gw_pid"
+wait "$gw_pid" 2>/dev/null || true
+rows=$(psql -h 127.0.0.1 -p "$pg_port" -U postgres -d claudeproxydb -tAc "SELECT count(*) FROM usage_events")
+distinct=$(psql -h 127.0.0.1 -p "$pg_port" -U postgres -d claudeproxydb -tAc "SELECT count(DISTINCT correlation_id) FROM usage_events")
+
+us_to_ms() { awk -v v="$1" 'BEGIN { printf "%.3f", v / 1000 }'; }
+diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f", (b - a) / 1000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
+check() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "met" : "**missed**" }'; }
+
+# row NAME FIGURE KEY UNIT(us|ms|rps): direct | YARP alone | gateway | gateway against direct
+row() {
+  local d b g
+  d=$(med "$3.direct"); b=$(med "$3.bare"); g=$(med "$3.gateway")
+  case $4 in
+    us) printf '| %s | %s | %s ms | %s ms | %s ms | %s ms |' "$1" "$2" "$(us_to_ms "$d")" "$(us_to_ms "$b")" "$(us_to_ms "$g")" "$(diff_ms "$d" "$g")" ;;
+    ms) printf '| %s | %s | %.3f ms | %.3f ms | %.3f ms | %+.3f ms |' "$1" "$2" "$d" "$b" "$g" "$(awk -v a="$d" -v b="$g" 'BEGIN { print b - a }')" ;;
+    rps) printf '| %s | %s | %.0f | %.0f (%.1f %%) | %.0f | %.1f %% of direct |' "$1" "$2" "$d" "$b" "$(awk -v a="$d" -v b="$b" 'BEGIN { print 100 * b / a }')" "$g" \
+           "$(awk -v a="$d" -v b="$g" 'BEGIN { print 100 * b / a }')" ;;
+  esac
+}
+# verdict AWK-CONDITION TARGET-TEXT: the last two cells of a row
+verdict() { printf ' %s | %s |\n' "$2" "$(awk "BEGIN { print ($1) ? \"met\" : \"**missed**\" }")"; }
+added() { awk -v a="$(med "$1.direct")" -v b="$(med "$1.gateway")" -v f="$2" 'BEGIN { print (b - a) / f }'; }
+s1add50=$(added s1.p50 1000); s1add99=$(added s1.p99 1000); s3add=$(added s3.ttfb 1); s4add=$(added s4.p50 1000)
+s2share=$(awk -v a="$(med s2.rps.direct)" -v b="$(med s2.rps.gateway)" 'BEGIN { print 100 * b / a }')
+s2bare=$(awk -v a="$(med s2.rps.direct)" -v b="$(med s2.rps.bare)" 'BEGIN { print 100 * b / a }')
+mb() { awk -v v="$1" 'BEGIN { printf "%.0f", v / 1024 }'; }
+peak_mb=$(mb "$peak")
+if [ "$rows" = "$forwarded" ] && [ "$distinct" = "$rows" ]; then usage_ok="exactly one per request"; else usage_ok="**MISMATCH**"; fi
+
+micro=""
+if [ "$MICRO" = 1 ]; then
+  echo "==> BenchmarkDotNet micro-benchmarks (body scan, token validation, usage tap)"
+  (cd "$work" && dotnet "$root/bench/ClaudeProxy.Benchmarks/bin/Release/net10.0/ClaudeProxy.Benchmarks.dll" micro --filter '*' --job short \
+    --exporters github >"$work/micro.log" 2>&1) || { tail -n 30 "$work/micro.log"; exit 1; }
+  for f in "$work"/BenchmarkDotNet.Artifacts/results/*-report-github.md; do
+    micro+="$(basename "$f" -report-github.md | sed 's/^ClaudeProxy\.Benchmarks\.//'):"$'\n\n'"$(grep '^|' "$f")"$'\n\n'
+  done
+fi
+
+{
+cat <<MD
+# Benchmark results
+
+Written by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'): medians of $ROUNDS rounds, each scenario run straight against
+the Anthropic simulator (no artificial delay), through YARP's forwarder alone, and through the gateway, alternating.
+The gateway had every feature on: JWT validation, the Redis admission script (rate limit, token budget, spend
+reservation), the breaker, the usage tap and pricing, settlement in Redis, and the Postgres usage writer (binary COPY);
+request logs at \`${BENCH_LOG_LEVEL:-warn}\`.
+
+Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n1); wrk, the simulators, Redis,
+PostgreSQL and the gateway all share them. Versions: .NET $(dotnet --version), $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2),
+Redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'), PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}').
+
+| scenario | figure | direct | YARP alone | gateway | gateway − direct | target | |
+|---|---|---|---|---|---|---|---|
+$(row "S1: 1 connection, sequential, small message" p50 s1.p50 us; verdict "$s1add50 <= 0.15" "added ≤ 0.15 ms")
+$(row "" p99 s1.p99 us; verdict "$s1add99 <= 1" "added ≤ 1 ms")
+$(row "S2: 64 connections, small message" "requests/s" s2.rps rps; verdict "$s2share >= 60" "≥ 60 %")
+$(row "" p50 s2.p50 us; printf ' | |\n')
+$(row "" p99 s2.p99 us; printf ' | |\n')
+$(row "S3: streamed answer, 50 deltas" "time to first byte" s3.ttfb ms; verdict "$s3add <= 0.3" "added ≤ 0.3 ms")
+$(row "" "time to last byte" s3.ttlb ms; printf ' | |\n')
+$(row "S4: 100 KB request body" p50 s4.p50 us; verdict "$s4add <= 0.5" "added ≤ 0.5 ms")
+$(row "" p99 s4.p99 us; printf ' | |\n')
+| S5: 256 concurrent open streams | gateway resident memory | | | $peak_mb MB peak | | ≤ 200 MB | $(awk "BEGIN { print ($peak_mb <= 200) ? \"met\" : \"**missed**\" }") |
+
+Gateway resident memory: $(mb "$rss_start") MB after start, $(mb "$rss_before") MB after the rounds, $peak_mb MB at the peak of S5. S5 held 256
+streams of 50 events 40 ms apart open through the gateway for 12 s ($s5_rps streams/s completed). S3 is measured by curl,
+one new connection per stream, $STREAMS streams a round. YARP alone reached $(printf '%.1f' "$s2bare") % of the direct throughput in S2.
+
+Usage rows: the gateway forwarded $forwarded requests (counted by its upstream simulator); Postgres holds $rows usage rows,
+$distinct distinct: $usage_ok.
+MD
+if [ -n "$micro" ]; then
+  printf '\n## Micro-benchmarks (BenchmarkDotNet, short job)\n\n%s' "$micro"
+fi
+} >bench/results.md
+cat bench/results.md
+[ "$usage_ok" = "exactly one per request" ]
