@@ -77,9 +77,11 @@ public static class NpgsqlExtensions
         builder.Services.AddScoped(sp => sp.GetRequiredService<IDbContextFactory<TContext>>().CreateDbContext());
         builder.Services.AddHealthChecks().AddNpgSql(sp => sp.GetRequiredService<NpgsqlDataSource>(), name: connectionName,
             failureStatus: failureStatus, tags: ["ready"], timeout: TimeSpan.FromSeconds(3));
-        builder.Services.AddOpenTelemetry()
-            .WithTracing(t => t.AddNpgsql())
-            .WithMetrics(m => m.AddMeter("Npgsql"));
+        var otel = builder.Services.AddOpenTelemetry().WithMetrics(m => m.AddMeter("Npgsql"));
+        if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        {
+            otel.WithTracing(t => t.AddNpgsql());
+        }
         return true;
     }
 }

@@ -167,6 +167,31 @@ public sealed class UsageRecordingTests(StackFixture fx) : IClassFixture<StackFi
     }
 
     [Fact]
+    public async Task A_capped_device_whose_spend_cannot_be_read_is_refused_cleanly_until_postgres_is_back()
+    {
+        var db = await fx.Postgres.CreateDatabaseAsync();
+        var gateway = await fx.GatewayAsync(db, s => s["DEFAULT_SPEND_CAP"] = "5");
+        var token = await gateway.BootstrapAsync(TestSecrets.DeviceId());
+        await fx.Postgres.StopAsync();
+        try
+        {
+            using var refused = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token));
+            var (_, message) = await Http.AssertErrorAsync(refused, 503, "api_error");
+            Assert.Contains("spend", message);
+            Assert.Contains(gateway.Logs.Lines, l => l.Contains("could not be read from Postgres"));
+        }
+        finally
+        {
+            await fx.Postgres.StartAgainAsync();
+        }
+
+        using var admitted = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token));
+        Assert.Equal(HttpStatusCode.OK, admitted.StatusCode);
+        await StackFixture.StoredAsync(gateway, 1);
+        Assert.Equal(1L, await fx.ScalarAsync<long>(db, "SELECT count(*) FROM usage_events"));
+    }
+
+    [Fact]
     public async Task Two_instances_never_spend_past_the_cap_under_concurrency()
     {
         var db = await fx.Postgres.CreateDatabaseAsync();

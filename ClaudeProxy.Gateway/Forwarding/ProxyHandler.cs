@@ -236,6 +236,11 @@ public sealed partial class ProxyHandler(
                     $"spend cap of {identity.SpendCap:0.00####} USD per {limitOptions.SpendPeriod.ToString().ToLowerInvariant()} reached for this device " +
                     $"({decision.SpentMicros / (decimal)MicrosPerDollar:0.00####} USD spent or reserved); it resets at {Rfc3339(request.SpendPeriodEnd)}");
                 break;
+            case AdmissionOutcome.SpendUnknown:
+                metrics.Rejected("spend_unknown");
+                await ApiErrors.WriteAsync(context, 503, "api_error",
+                    "the gateway cannot read this device's spend for its cap right now (Postgres is unavailable); retry shortly");
+                break;
             default:
                 metrics.Rejected("redis_unavailable");
                 await ApiErrors.WriteAsync(context, 503, "api_error", "the gateway cannot check limits right now (Redis is unavailable); retry shortly");

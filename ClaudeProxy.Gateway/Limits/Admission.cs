@@ -12,7 +12,7 @@ public sealed record AdmissionRequest(
     DateTimeOffset SpendPeriodStart,
     DateTimeOffset SpendPeriodEnd);
 
-public enum AdmissionOutcome { Admitted, RateLimited, TokenBudgetExhausted, SpendCapReached, Unavailable }
+public enum AdmissionOutcome { Admitted, RateLimited, TokenBudgetExhausted, SpendCapReached, Unavailable, SpendUnknown }
 
 /// <summary>
 /// The decision. <see cref="Rate"/> describes the device's request limit; for a token budget refusal

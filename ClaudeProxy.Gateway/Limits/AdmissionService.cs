@@ -46,7 +46,18 @@ public sealed partial class AdmissionService(
         var (admission, needsSeed) = await store.AdmitAsync(request, null, cancellationToken);
         if (needsSeed)
         {
-            var seed = await history.SpentMicrosAsync(request.DeviceId, request.SpendPeriodStart, cancellationToken);
+            long seed;
+            try
+            {
+                seed = await history.SpentMicrosAsync(request.DeviceId, request.SpendPeriodStart, cancellationToken);
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            {
+                // Nothing was recorded for this request yet (the store asks before it admits). Without what the
+                // device already spent this period its cap cannot be checked, and a cap is not guessed at.
+                LogSpendUnknown(logger, e.GetType().Name);
+                return new Admission(AdmissionOutcome.SpendUnknown, default);
+            }
             (admission, _) = await store.AdmitAsync(request, seed, cancellationToken);
         }
         return admission;
@@ -158,6 +169,9 @@ public sealed partial class AdmissionService(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Redis is back: limits are shared across instances again")]
     private static partial void LogRedisBack(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A device's spend this period could not be read from Postgres ({Reason}): its request is refused until it can")]
+    private static partial void LogSpendUnknown(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not settle a request in Redis ({Reason})")]
     private static partial void LogSettleFailed(ILogger logger, string reason);

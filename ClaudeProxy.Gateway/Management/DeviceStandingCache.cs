@@ -53,9 +53,10 @@ public sealed partial class DeviceStandingCache(
                 .Select(d => new { d.Status, d.PolicyVersion }).FirstOrDefaultAsync(cancellationToken);
             entry = new Entry(device?.Status, device?.PolicyVersion ?? 0, now + Ttl);
         }
-        catch (Exception e) when (e is Npgsql.NpgsqlException or TimeoutException or InvalidOperationException)
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
-            // Postgres is away: keep what was known; a device never seen is let through rather than every device refused.
+            // Postgres is away (refused, timed out, or EF gave up retrying): keep what was known; a device never
+            // seen is let through rather than every device refused.
             if (Interlocked.Exchange(ref _warned, 1) == 0)
             {
                 LogUnavailable(logger, e.GetType().Name);
