@@ -339,6 +339,7 @@ public sealed partial class Runner : IAsyncDisposable
         var process = Process.Start(start) ?? throw new InvalidOperationException($"{file} did not start");
         var color = Colors[Math.Abs(name.GetHashCode(StringComparison.Ordinal)) % Colors.Length];
         var log = new StreamWriter(new FileStream(LogPath(name), FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
+        var closed = false;
         void Line(string? line)
         {
             if (line is null)
@@ -348,12 +349,25 @@ public sealed partial class Runner : IAsyncDisposable
             lock (_console)
             {
                 Console.Out.WriteLine($"{color}[{name}]\u001b[0m {line}");
-                log.WriteLine($"{DateTimeOffset.UtcNow:O} {line}");
+                // The last lines of a process can be delivered after it has exited and its log was closed.
+                if (!closed)
+                {
+                    log.WriteLine($"{DateTimeOffset.UtcNow:O} {line}");
+                }
             }
         }
         process.OutputDataReceived += (_, e) => Line(e.Data);
         process.ErrorDataReceived += (_, e) => Line(e.Data);
-        process.Exited += (_, _) => { lock (_console) { log.Dispose(); } };
+        process.Exited += (_, _) =>
+        {
+            // Exited can come before the redirected output is drained: wait for it, then close the log.
+            process.WaitForExit();
+            lock (_console)
+            {
+                closed = true;
+                log.Dispose();
+            }
+        };
         process.EnableRaisingEvents = true;
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
