@@ -110,19 +110,19 @@ public sealed partial class ProxyHandler(
         var responseBody = context.Response.Body;
         var tap = new UsageTapStream(responseBody, context.Response);
         context.Response.Body = tap;
-        ForwarderError result;
+        var cancelled = false;
         try
         {
-            result = await forwarder.SendAsync(context, _destination, upstream.Invoker, _requestConfig, transformer, context.RequestAborted);
-        }
-        finally
-        {
-            context.Response.Body = responseBody;
-        }
-        var cancelled = result is ForwarderError.RequestCanceled or ForwarderError.RequestBodyCanceled or ForwarderError.ResponseBodyCanceled
-            || context.RequestAborted.IsCancellationRequested;
-        try
-        {
+            ForwarderError result;
+            try
+            {
+                result = await forwarder.SendAsync(context, _destination, upstream.Invoker, _requestConfig, transformer, context.RequestAborted);
+            }
+            finally
+            {
+                context.Response.Body = responseBody;
+            }
+            cancelled = result is ForwarderError.RequestCanceled or ForwarderError.RequestBodyCanceled or ForwarderError.ResponseBodyCanceled;
             if (result != ForwarderError.None)
             {
                 await HandleForwarderErrorAsync(context, result);
@@ -140,7 +140,8 @@ public sealed partial class ProxyHandler(
         }
         finally
         {
-            Record(context, route, identity, body, model, request, decision, tap, started, cancelled);
+            // Whatever happened once the request may have reached Anthropic, it is recorded exactly once.
+            Record(context, route, identity, body, model, request, decision, tap, started, cancelled || context.RequestAborted.IsCancellationRequested);
         }
     }
 

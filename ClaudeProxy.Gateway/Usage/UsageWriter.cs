@@ -28,6 +28,7 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink
     private readonly ILogger<UsageWriter> _logger;
     private readonly TimeSpan _flushInterval;
     private bool _databaseDown;
+    private bool _spooledWhileUp;
 
     public UsageWriter(NpgsqlDataSource dataSource, UsageSpool spool, GatewayMetrics metrics, ILogger<UsageWriter> logger, IConfiguration configuration)
     {
@@ -77,9 +78,11 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink
     {
         if (!_channel.Writer.TryWrite(usage))
         {
-            // The channel is full (Postgres far behind) or closed (shutting down): the disk keeps it.
+            // The channel is full (Postgres far behind) or closed (shutting down): the disk keeps it, and the
+            // writer replays it once it has caught up.
             _spool.Append([usage]);
             _metrics.Spooled(1);
+            Volatile.Write(ref _spooledWhileUp, true);
         }
     }
 
@@ -132,6 +135,11 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink
             }
             await StoreAsync(batch);
             batch.Clear();
+            if (!_databaseDown && reader.Count == 0 && Volatile.Read(ref _spooledWhileUp))
+            {
+                Volatile.Write(ref _spooledWhileUp, false);
+                await ReplayAsync();
+            }
         }
         await ReplayAsync();
     }
