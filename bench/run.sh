@@ -84,12 +84,25 @@ env ANTHROPIC_API_KEY="$simkey" ANTHROPIC_BASE_URL="http://127.0.0.1:$sim_upstre
   dotnet "$root/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll" >"$work/gateway.log" 2>&1 &
 gw_pid=$!
 pids+=($gw_pid)
+# The same gateway with its limits and usage log in process (no REDIS_URL, no DATABASE_URL): the difference to the
+# full gateway is what the shared limits in Redis and the Postgres writer cost per request.
+local_port=$(free_port)
+env ANTHROPIC_API_KEY="$simkey" ANTHROPIC_BASE_URL="http://127.0.0.1:$sim_direct" \
+  JWT_SECRET="bench-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+  HOST=127.0.0.1 PORT="$local_port" MANAGEMENT_PORT="$(free_port)" \
+  RATE_LIMIT_MAX=1000000 RATE_LIMIT_WINDOW=1000 TOKEN_LIMIT_PER_MINUTE=1000000000 DEFAULT_SPEND_CAP=1000000 \
+  LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
+  dotnet "$root/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll" >"$work/gateway-local.log" 2>&1 &
+pids+=($!)
 wait_http "http://127.0.0.1:$sim_direct/v1/models" -H "x-api-key: $simkey"
 wait_http "http://127.0.0.1:$sim_upstream/v1/models" -H "x-api-key: $simkey"
 wait_http "http://127.0.0.1:$gw_port/readyz"
 wait_http "http://127.0.0.1:$bare_port/v1/models" -H "x-api-key: $simkey"
+wait_http "http://127.0.0.1:$local_port/readyz"
 rss_start=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status")
 token=$(curl -s "http://127.0.0.1:$gw_port/bootstrap" -H 'content-type: application/json' -d '{"device_id":"bench-device"}' \
+  | sed 's/.*"wrapper_token":"\([^"]*\)".*/\1/')
+local_token=$(curl -s "http://127.0.0.1:$local_port/bootstrap" -H 'content-type: application/json' -d '{"device_id":"bench-device"}' \
   | sed 's/.*"wrapper_token":"\([^"]*\)".*/\1/')
 
 small="$work/small.json"; big="$work/big.json"; stream="$work/stream.json"
@@ -102,13 +115,15 @@ printf '%s' '{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"stream":true
 direct_url="http://127.0.0.1:$sim_direct/v1/messages"
 gateway_url="http://127.0.0.1:$gw_port/v1/messages"
 bare_url="http://127.0.0.1:$bare_port/v1/messages"
+local_url="http://127.0.0.1:$local_port/v1/messages"
 
-# wrk_run TARGET(direct|bare|gateway) THREADS CONNS BODY [HEADER] -> "rps p50_us p99_us"
+# wrk_run TARGET(direct|bare|local|gateway) THREADS CONNS BODY [HEADER] -> "rps p50_us p99_us"
 wrk_run() {
   local target=$1 threads=$2 conns=$3 body=$4 header=${5:-} url key tok
   case $target in
     direct) url=$direct_url key=$simkey tok="" ;;
     bare) url=$bare_url key=$simkey tok="" ;;
+    local) url=$local_url key="" tok=$local_token ;;
     *) url=$gateway_url key="" tok=$token ;;
   esac
   BENCH_BODY=$body BENCH_KEY=$key BENCH_TOKEN=$tok BENCH_HEADER=$header \
@@ -123,12 +138,15 @@ curl_streams() {
   case $target in
     direct) url=$direct_url auth="x-api-key: $simkey" ;;
     bare) url=$bare_url auth="x-api-key: $simkey" ;;
+    local) url=$local_url auth="authorization: Bearer $local_token" ;;
     *) url=$gateway_url auth="authorization: Bearer $token" ;;
   esac
-  for _ in $(seq 1 "$STREAMS"); do
-    curl -s -o /dev/null -H "$auth" -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' -H 'x-sim-events: 50' \
-      --data-binary "@$stream" -w '%{time_starttransfer} %{time_total}\n' "$url"
-  done | awk '{ printf "%.3f %.3f\n", $1 * 1000, $2 * 1000 }'
+  # One curl for all the streams, so they share one kept-alive connection as Claude Code's requests do.
+  local urls=()
+  for _ in $(seq 1 "$STREAMS"); do urls+=(-o /dev/null "$url"); done
+  curl -s -H "$auth" -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' -H 'x-sim-events: 50' \
+    --data-binary "@$stream" -w '%{time_starttransfer} %{time_total} %{num_connects}\n' "${urls[@]}" \
+    | awk '{ printf "%.3f %.3f\n", $1 * 1000, $2 * 1000 }'
 }
 
 declare -A R
@@ -138,16 +156,18 @@ med() { tr ' ' '\n' <<<"${R[$1]:-}" | grep -v '^$' | median; }
 echo "==> warm-up"
 DURATION=3 wrk_run direct 1 8 "$small" >/dev/null
 DURATION=3 wrk_run bare 1 8 "$small" >/dev/null
+DURATION=3 wrk_run local 1 8 "$small" >/dev/null
 DURATION=3 wrk_run gateway 1 8 "$small" >/dev/null
 
 for round in $(seq 1 "$ROUNDS"); do
   echo "==> round $round of $ROUNDS"
-  for target in direct bare gateway; do
-    read -r _ p50 p99 _ < <(wrk_run "$target" 1 1 "$small");   add "s1.p50.$target" "$p50"; add "s1.p99.$target" "$p99"
-    read -r rps p50 p99 _ < <(wrk_run "$target" 2 64 "$small"); add "s2.rps.$target" "$rps"; add "s2.p50.$target" "$p50"; add "s2.p99.$target" "$p99"
+  for target in direct bare local gateway; do
+    # Latency first, throughput last: S2's burst of usage rows must not still be draining while S3 or S1 is timed.
     out=$(curl_streams "$target")
     add "s3.ttfb.$target" "$(awk '{print $1}' <<<"$out" | median)"; add "s3.ttlb.$target" "$(awk '{print $2}' <<<"$out" | median)"
+    read -r _ p50 p99 _ < <(wrk_run "$target" 1 1 "$small");   add "s1.p50.$target" "$p50"; add "s1.p99.$target" "$p99"
     read -r _ p50 p99 _ < <(wrk_run "$target" 1 1 "$big");     add "s4.p50.$target" "$p50"; add "s4.p99.$target" "$p99"
+    read -r rps p50 p99 _ < <(wrk_run "$target" 2 64 "$small"); add "s2.rps.$target" "$rps"; add "s2.p50.$target" "$p50"; add "s2.p99.$target" "$p99"
   done
 done
 
@@ -174,15 +194,15 @@ diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f", (b - a) / 1000 }'; 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
 check() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "met" : "**missed**" }'; }
 
-# row NAME FIGURE KEY UNIT(us|ms|rps): direct | YARP alone | gateway | gateway against direct
+# row NAME FIGURE KEY UNIT(us|ms|rps): direct | YARP alone | gateway, limits in process | gateway | gateway against direct
 row() {
-  local d b g
-  d=$(med "$3.direct"); b=$(med "$3.bare"); g=$(med "$3.gateway")
+  local d b l g
+  d=$(med "$3.direct"); b=$(med "$3.bare"); l=$(med "$3.local"); g=$(med "$3.gateway")
   case $4 in
-    us) printf '| %s | %s | %s ms | %s ms | %s ms | %s ms |' "$1" "$2" "$(us_to_ms "$d")" "$(us_to_ms "$b")" "$(us_to_ms "$g")" "$(diff_ms "$d" "$g")" ;;
-    ms) printf '| %s | %s | %.3f ms | %.3f ms | %.3f ms | %+.3f ms |' "$1" "$2" "$d" "$b" "$g" "$(awk -v a="$d" -v b="$g" 'BEGIN { print b - a }')" ;;
-    rps) printf '| %s | %s | %.0f | %.0f (%.1f %%) | %.0f | %.1f %% of direct |' "$1" "$2" "$d" "$b" "$(awk -v a="$d" -v b="$b" 'BEGIN { print 100 * b / a }')" "$g" \
-           "$(awk -v a="$d" -v b="$g" 'BEGIN { print 100 * b / a }')" ;;
+    us) printf '| %s | %s | %s ms | %s ms | %s ms | %s ms | %s ms |' "$1" "$2" "$(us_to_ms "$d")" "$(us_to_ms "$b")" "$(us_to_ms "$l")" \
+          "$(us_to_ms "$g")" "$(diff_ms "$d" "$g")" ;;
+    ms) printf '| %s | %s | %.3f ms | %.3f ms | %.3f ms | %.3f ms | %+.3f ms |' "$1" "$2" "$d" "$b" "$l" "$g" "$(awk -v a="$d" -v b="$g" 'BEGIN { print b - a }')" ;;
+    rps) printf '| %s | %s | %.0f | %.0f | %.0f | %.0f | %.1f %% of direct |' "$1" "$2" "$d" "$b" "$l" "$g" "$(awk -v a="$d" -v b="$g" 'BEGIN { print 100 * b / a }')" ;;
   esac
 }
 # verdict AWK-CONDITION TARGET-TEXT: the last two cells of a row
@@ -193,14 +213,25 @@ s2share=$(awk -v a="$(med s2.rps.direct)" -v b="$(med s2.rps.gateway)" 'BEGIN { 
 s2bare=$(awk -v a="$(med s2.rps.direct)" -v b="$(med s2.rps.bare)" 'BEGIN { print 100 * b / a }')
 mb() { awk -v v="$1" 'BEGIN { printf "%.0f", v / 1024 }'; }
 peak_mb=$(mb "$peak")
-if [ "$rows" = "$forwarded" ] && [ "$distinct" = "$rows" ]; then usage_ok="exactly one per request"; else usage_ok="**MISMATCH**"; fi
+if [ "$rows" = "$forwarded" ] && [ "$distinct" = "$rows" ]; then
+  usage_ok="exactly one per request"
+else
+  usage_ok="**MISMATCH**"
+  echo "usage rows do not match: the gateway's warnings and what is left in its spool follow" >&2
+  grep -E 'warn|fail|crit' -A2 "$work/gateway.log" | tail -n 40 >&2 || true
+  ls -la "$work/spool" >&2 || true
+fi
 
 micro=""
 if [ "$MICRO" = 1 ]; then
   echo "==> BenchmarkDotNet micro-benchmarks (body scan, token validation, usage tap)"
-  (cd "$work" && dotnet "$root/bench/ClaudeProxy.Benchmarks/bin/Release/net10.0/ClaudeProxy.Benchmarks.dll" micro --filter '*' --job short \
-    --exporters github >"$work/micro.log" 2>&1) || { tail -n 30 "$work/micro.log"; exit 1; }
-  for f in "$work"/BenchmarkDotNet.Artifacts/results/*-report-github.md; do
+  # BenchmarkDotNet builds a child project next to the benchmarks' own, so it runs from that directory.
+  (cd bench/ClaudeProxy.Benchmarks && dotnet "bin/Release/net10.0/ClaudeProxy.Benchmarks.dll" micro --filter '*' --job short \
+    --exporters github --artifacts "$work/bdn" >"$work/micro.log" 2>&1) || { tail -n 30 "$work/micro.log"; exit 1; }
+  if grep -q '| *NA *|' "$work"/bdn/results/*-report-github.md; then
+    echo "a micro-benchmark failed; its log follows" >&2; grep -iE 'error|exception|failed' "$work/micro.log" | head -n 20 >&2; exit 1
+  fi
+  for f in "$work"/bdn/results/*-report-github.md; do
     micro+="$(basename "$f" -report-github.md | sed 's/^ClaudeProxy\.Benchmarks\.//'):"$'\n\n'"$(grep '^|' "$f")"$'\n\n'
   done
 fi
@@ -210,7 +241,8 @@ cat <<MD
 # Benchmark results
 
 Written by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'): medians of $ROUNDS rounds, each scenario run straight against
-the Anthropic simulator (no artificial delay), through YARP's forwarder alone, and through the gateway, alternating.
+the Anthropic simulator (no artificial delay), through YARP's forwarder alone, through the gateway with its limits and
+usage log in process (no Redis, no Postgres), and through the gateway, alternating.
 The gateway had every feature on: JWT validation, the Redis admission script (rate limit, token budget, spend
 reservation), the breaker, the usage tap and pricing, settlement in Redis, and the Postgres usage writer (binary COPY);
 request logs at \`${BENCH_LOG_LEVEL:-warn}\`.
@@ -219,8 +251,8 @@ Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /pro
 PostgreSQL and the gateway all share them. Versions: .NET $(dotnet --version), $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2),
 Redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'), PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}').
 
-| scenario | figure | direct | YARP alone | gateway | gateway − direct | target | |
-|---|---|---|---|---|---|---|---|
+| scenario | figure | direct | YARP alone | gateway, limits in process | gateway | gateway − direct | target | |
+|---|---|---|---|---|---|---|---|---|
 $(row "S1: 1 connection, sequential, small message" p50 s1.p50 us; verdict "$s1add50 <= 0.15" "added ≤ 0.15 ms")
 $(row "" p99 s1.p99 us; verdict "$s1add99 <= 1" "added ≤ 1 ms")
 $(row "S2: 64 connections, small message" "requests/s" s2.rps rps; verdict "$s2share >= 60" "≥ 60 %")
@@ -230,11 +262,11 @@ $(row "S3: streamed answer, 50 deltas" "time to first byte" s3.ttfb ms; verdict 
 $(row "" "time to last byte" s3.ttlb ms; printf ' | |\n')
 $(row "S4: 100 KB request body" p50 s4.p50 us; verdict "$s4add <= 0.5" "added ≤ 0.5 ms")
 $(row "" p99 s4.p99 us; printf ' | |\n')
-| S5: 256 concurrent open streams | gateway resident memory | | | $peak_mb MB peak | | ≤ 200 MB | $(awk "BEGIN { print ($peak_mb <= 200) ? \"met\" : \"**missed**\" }") |
+| S5: 256 concurrent open streams | gateway resident memory | | | | $peak_mb MB peak | | ≤ 200 MB | $(awk "BEGIN { print ($peak_mb <= 200) ? \"met\" : \"**missed**\" }") |
 
 Gateway resident memory: $(mb "$rss_start") MB after start, $(mb "$rss_before") MB after the rounds, $peak_mb MB at the peak of S5. S5 held 256
 streams of 50 events 40 ms apart open through the gateway for 12 s ($s5_rps streams/s completed). S3 is measured by curl,
-one new connection per stream, $STREAMS streams a round. YARP alone reached $(printf '%.1f' "$s2bare") % of the direct throughput in S2.
+$STREAMS streams a round over one kept-alive connection. YARP alone reached $(printf '%.1f' "$s2bare") % of the direct throughput in S2.
 
 Usage rows: the gateway forwarded $forwarded requests (counted by its upstream simulator); Postgres holds $rows usage rows,
 $distinct distinct: $usage_ok.
