@@ -94,8 +94,9 @@ env ANTHROPIC_API_KEY="$simkey" ANTHROPIC_BASE_URL="http://127.0.0.1:$sim_direct
   LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
   dotnet "$root/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll" >"$work/gateway-local.log" 2>&1 &
 pids+=($!)
-wait_http "http://127.0.0.1:$sim_direct/v1/models" -H "x-api-key: $simkey"
-wait_http "http://127.0.0.1:$sim_upstream/v1/models" -H "x-api-key: $simkey"
+# /_sim/stats is not an API route: probing it leaves the count of forwarded requests untouched.
+wait_http "http://127.0.0.1:$sim_direct/_sim/stats"
+wait_http "http://127.0.0.1:$sim_upstream/_sim/stats"
 wait_http "http://127.0.0.1:$gw_port/readyz"
 wait_http "http://127.0.0.1:$bare_port/v1/models" -H "x-api-key: $simkey"
 wait_http "http://127.0.0.1:$local_port/readyz"
@@ -228,7 +229,7 @@ if [ "$MICRO" = 1 ]; then
   # BenchmarkDotNet builds a child project next to the benchmarks' own, so it runs from that directory.
   (cd bench/ClaudeProxy.Benchmarks && dotnet "bin/Release/net10.0/ClaudeProxy.Benchmarks.dll" micro --filter '*' --job short \
     --exporters github --artifacts "$work/bdn" >"$work/micro.log" 2>&1) || { tail -n 30 "$work/micro.log"; exit 1; }
-  if grep -q '| *NA *|' "$work"/bdn/results/*-report-github.md; then
+  if grep -qE '^\| *[A-Za-z0-9_]+ *\| *NA *\|' "$work"/bdn/results/*-report-github.md; then
     echo "a micro-benchmark failed; its log follows" >&2; grep -iE 'error|exception|failed' "$work/micro.log" | head -n 20 >&2; exit 1
   fi
   for f in "$work"/bdn/results/*-report-github.md; do

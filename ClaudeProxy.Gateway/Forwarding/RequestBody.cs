@@ -76,6 +76,12 @@ public sealed class RequestBody : IDisposable
                 }
             }
         }
+        catch (BadHttpRequestException e)
+        {
+            // Shorter than its content-length, or otherwise unreadable: nothing is forwarded or recorded.
+            ArrayPool<byte>.Shared.Return(buffer);
+            return (null, e.StatusCode, "the request body could not be read: " + e.Message);
+        }
         catch
         {
             ArrayPool<byte>.Shared.Return(buffer);
