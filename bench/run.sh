@@ -177,18 +177,36 @@ rss_before=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status")
 peak=0
 ( DURATION=12 wrk_run gateway 2 256 "$stream" "x-sim-delay-ms: 40" >"$work/s5.out" ) &
 s5=$!
+# Meanwhile VERIFY requests, each with its own x-request-id, are sent to completion through the gateway: wrk abandons
+# whatever is in flight when its time is up, curl does not, so these are the requests whose rows are counted exactly.
+VERIFY=${VERIFY:-1000}
+verify_args=()
+for i in $(seq 1 "$VERIFY"); do
+  verify_args+=(-H "x-request-id: verify-$i" -H "authorization: Bearer $token" -H 'content-type: application/json'
+    -H 'anthropic-version: 2023-06-01' --data-binary "@$small" -o /dev/null -w '%{http_code}\n' "$gateway_url" --next)
+done
+unset 'verify_args[${#verify_args[@]}-1]'   # no --next after the last one
+( curl -s "${verify_args[@]}" >"$work/verify.out" ) &
+verify=$!
 while kill -0 "$s5" 2>/dev/null; do
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status"); [ "$rss" -gt "$peak" ] && peak=$rss
   sleep 0.2
 done
 read -r s5_rps _ _ _ <"$work/s5.out"
+wait "$verify"
+verified_ok=$(grep -c '^200$' "$work/verify.out" || true)
 
 echo "==> draining the gateway and counting usage rows"
 forwarded=$(curl -s "http://127.0.0.1:$sim_upstream/_sim/stats" | sed 's/.*"received":\([0-9]*\).*/\1/')
 kill -TERM "$gw_pid"
 wait "$gw_pid" 2>/dev/null || true
-rows=$(psql -h 127.0.0.1 -p "$pg_port" -U postgres -d claudeproxydb -tAc "SELECT count(*) FROM usage_events")
-distinct=$(psql -h 127.0.0.1 -p "$pg_port" -U postgres -d claudeproxydb -tAc "SELECT count(DISTINCT correlation_id) FROM usage_events")
+sql() { psql -h 127.0.0.1 -p "$pg_port" -U postgres -d claudeproxydb -tAc "$1"; }
+rows=$(sql "SELECT count(*) FROM usage_events")
+distinct=$(sql "SELECT count(DISTINCT correlation_id) FROM usage_events")
+answered=$(sql "SELECT count(*) FROM usage_events WHERE upstream_request_id IS NOT NULL")
+abandoned=$(sql "SELECT count(*) FROM usage_events WHERE cancelled")
+verify_rows=$(sql "SELECT count(*) FROM usage_events WHERE correlation_id LIKE 'verify-%'")
+verify_distinct=$(sql "SELECT count(DISTINCT correlation_id) FROM usage_events WHERE correlation_id LIKE 'verify-%'")
 
 us_to_ms() { awk -v v="$1" 'BEGIN { printf "%.3f", v / 1000 }'; }
 diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f", (b - a) / 1000 }'; }
@@ -214,7 +232,7 @@ s2share=$(awk -v a="$(med s2.rps.direct)" -v b="$(med s2.rps.gateway)" 'BEGIN { 
 s2bare=$(awk -v a="$(med s2.rps.direct)" -v b="$(med s2.rps.bare)" 'BEGIN { print 100 * b / a }')
 mb() { awk -v v="$1" 'BEGIN { printf "%.0f", v / 1024 }'; }
 peak_mb=$(mb "$peak")
-if [ "$rows" = "$forwarded" ] && [ "$distinct" = "$rows" ]; then
+if [ "$verified_ok" = "$VERIFY" ] && [ "$verify_rows" = "$VERIFY" ] && [ "$verify_distinct" = "$VERIFY" ] && [ "$distinct" = "$rows" ]; then
   usage_ok="exactly one per request"
 else
   usage_ok="**MISMATCH**"
@@ -269,8 +287,10 @@ Gateway resident memory: $(mb "$rss_start") MB after start, $(mb "$rss_before") 
 streams of 50 events 40 ms apart open through the gateway for 12 s ($s5_rps streams/s completed). S3 is measured by curl,
 $STREAMS streams a round over one kept-alive connection. YARP alone reached $(printf '%.1f' "$s2bare") % of the direct throughput in S2.
 
-Usage rows: the gateway forwarded $forwarded requests (counted by its upstream simulator); Postgres holds $rows usage rows,
-$distinct distinct: $usage_ok.
+Usage rows: $VERIFY tagged requests sent to completion during S5 got $verified_ok answers of 200 and $verify_rows rows
+($verify_distinct distinct); all in all Postgres holds $rows rows for $distinct distinct requests, against $forwarded requests
+received by the gateway's upstream simulator ($answered rows carry its request-id; $abandoned were left by their client,
+mostly streams wrk abandoned when its time was up, some before upstream had read them): $usage_ok.
 MD
 if [ -n "$micro" ]; then
   printf '\n## Micro-benchmarks (BenchmarkDotNet, short job)\n\n%s' "$micro"
