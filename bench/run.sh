@@ -292,6 +292,29 @@ Usage rows: $VERIFY tagged requests sent to completion during S5 got $verified_o
 received by the gateway's upstream simulator ($answered rows carry its request-id; $abandoned were left by their client,
 mostly streams wrk abandoned when its time was up, some before upstream had read them): $usage_ok.
 MD
+step() { awk -v a="$(med "$1.$2")" -v b="$(med "$1.$3")" -v f="$4" 'BEGIN { printf "%+.3f", (b - a) / f }'; }
+share() { awk -v a="$(med "$1.direct")" -v b="$(med "$1.$2")" 'BEGIN { printf "%.1f", 100 * b / a }'; }
+cat <<MD
+
+## What bounds the figures
+
+Each added figure splits into three steps: YARP's forwarder alone over direct, the gateway with its limits in
+process over YARP alone, and Redis and Postgres over that.
+
+- S1 p50: $(step s1.p50 direct bare 1000) ms forwarding, $(step s1.p50 bare local 1000) ms the gateway's own work (token, body scan,
+  allowlist, breaker, limits, usage tap, pricing), $(step s1.p50 local gateway 1000) ms the Redis admission round trip and the Postgres
+  writer sharing the two cores. Forwarding alone and one Redis round trip already exceed a 0.15 ms budget on this machine.
+- S1 p99 is set by scheduling: four server processes, Redis, Postgres and wrk on two cores; the direct p99 itself
+  ranges over a few ms between rounds.
+- S2: YARP alone reaches $(share s2.rps bare) % of the direct throughput, the gateway with limits in process $(share s2.rps local) %, the
+  gateway $(share s2.rps gateway) %. Every proxied request costs a second HTTP hop and the simulator's own work on the same two
+  cores, and here Redis and Postgres too; 60 % of direct is out of reach of any forwarder measured this way.
+- S3 time to first byte: $(step s3.ttfb direct bare 1) ms forwarding, $(step s3.ttfb bare local 1) ms the gateway's own work,
+  $(step s3.ttfb local gateway 1) ms Redis and Postgres.
+- S5: the gateway holds $(mb "$rss_start") MB right after start (the runtime, JIT-compiled code for ASP.NET Core, YARP, EF Core,
+  Npgsql, StackExchange.Redis and OpenTelemetry, and the mapped assembly files) and keeps what its pools grew to under
+  S2's load; the 256 open streams themselves add $(awk -v a="$rss_before" -v b="$peak" 'BEGIN { printf "%.0f", (b - a) / 1024 }') MB.
+MD
 if [ -n "$micro" ]; then
   printf '\n## Micro-benchmarks (BenchmarkDotNet, short job)\n\n%s' "$micro"
 fi
