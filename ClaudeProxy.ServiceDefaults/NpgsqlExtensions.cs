@@ -78,7 +78,7 @@ public static class NpgsqlExtensions
         builder.Services.AddHealthChecks().AddNpgSql(sp => sp.GetRequiredService<NpgsqlDataSource>(), name: connectionName,
             failureStatus: failureStatus, tags: ["ready"], timeout: TimeSpan.FromSeconds(3));
         var otel = builder.Services.AddOpenTelemetry().WithMetrics(m => m.AddMeter("Npgsql"));
-        if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        if (builder.ExportsTelemetry())
         {
             otel.WithTracing(t => t.AddNpgsql());
         }
