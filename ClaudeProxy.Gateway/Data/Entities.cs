@@ -20,6 +20,11 @@ public sealed class DeviceRecord
     public int? TokenLimit { get; set; }
     public decimal? SpendCap { get; set; }
     public int PolicyVersion { get; set; }
+    /// <summary>The device's enrolled public key (SubjectPublicKeyInfo, base64); null until it enrols one.</summary>
+    public string? PublicKey { get; set; }
+    /// <summary>"ed25519" or "p256" while a key is enrolled.</summary>
+    public string? KeyAlgorithm { get; set; }
+    public DateTimeOffset? KeyEnrolledAt { get; set; }
     public DateTimeOffset FirstSeen { get; set; }
     public DateTimeOffset LastSeen { get; set; }
 }
@@ -52,6 +57,23 @@ public sealed class UsageRow
     public required string CorrelationId { get; set; }
     public bool Cancelled { get; set; }
     public bool StreamError { get; set; }
+    /// <summary>The cost is an estimate: the model has no price, so it was priced at the price book's highest prices.</summary>
+    public bool CostEstimated { get; set; }
+    /// <summary>The output count is an estimate from the streamed content: the answer ended before its final usage.</summary>
+    public bool OutputEstimated { get; set; }
+}
+
+/// <summary>A usage event Postgres refused (a data error, not an outage), kept with the reason instead of blocking the rest.</summary>
+public sealed class UsageDeadLetter
+{
+    public long Id { get; set; }
+    public DateTimeOffset Time { get; set; }
+    public Guid? EventId { get; set; }
+    /// <summary>Where it was refused: "writer" (a live batch) or "replay" (a spool file).</summary>
+    public required string Source { get; set; }
+    public required string Reason { get; set; }
+    /// <summary>The event as JSON text (escaped, so even a NUL character in a field is kept).</summary>
+    public required string Payload { get; set; }
 }
 
 /// <summary>Usage summed per hour ('h') or day ('d'), device and model, kept up to date by the writer.</summary>

@@ -9,6 +9,7 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
     public DbSet<UsageRow> UsageEvents => Set<UsageRow>();
     public DbSet<UsageRollup> UsageRollups => Set<UsageRollup>();
     public DbSet<AuditEntry> Audit => Set<AuditEntry>();
+    public DbSet<UsageDeadLetter> UsageDeadLetters => Set<UsageDeadLetter>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
@@ -26,6 +27,9 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
             e.Property(d => d.TokenLimit).HasColumnName("token_limit");
             e.Property(d => d.SpendCap).HasColumnName("spend_cap").HasPrecision(18, 6);
             e.Property(d => d.PolicyVersion).HasColumnName("policy_version");
+            e.Property(d => d.PublicKey).HasColumnName("public_key").HasMaxLength(512);
+            e.Property(d => d.KeyAlgorithm).HasColumnName("key_algorithm").HasMaxLength(16);
+            e.Property(d => d.KeyEnrolledAt).HasColumnName("key_enrolled_at");
             e.Property(d => d.FirstSeen).HasColumnName("first_seen");
             e.Property(d => d.LastSeen).HasColumnName("last_seen");
             e.HasIndex(d => d.Status);
@@ -61,6 +65,8 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
             e.Property(u => u.CorrelationId).HasColumnName("correlation_id");
             e.Property(u => u.Cancelled).HasColumnName("cancelled");
             e.Property(u => u.StreamError).HasColumnName("stream_error");
+            e.Property(u => u.CostEstimated).HasColumnName("cost_estimated");
+            e.Property(u => u.OutputEstimated).HasColumnName("output_estimated");
             e.HasIndex(u => new { u.DeviceId, u.Time });
             e.HasIndex(u => u.Time);
             e.HasIndex(u => u.SessionId);
@@ -84,6 +90,19 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
             e.Property(r => r.CostUsd).HasColumnName("cost_usd").HasPrecision(20, 10);
             e.Property(r => r.UnpricedRequests).HasColumnName("unpriced_requests");
             e.HasIndex(r => new { r.Granularity, r.DeviceId, r.BucketStart });
+        });
+
+        modelBuilder.Entity<UsageDeadLetter>(e =>
+        {
+            e.ToTable("usage_dead_letters");
+            e.HasKey(d => d.Id);
+            e.Property(d => d.Id).HasColumnName("id").UseIdentityAlwaysColumn();
+            e.Property(d => d.Time).HasColumnName("time");
+            e.Property(d => d.EventId).HasColumnName("event_id");
+            e.Property(d => d.Source).HasColumnName("source").HasMaxLength(16);
+            e.Property(d => d.Reason).HasColumnName("reason");
+            e.Property(d => d.Payload).HasColumnName("payload");
+            e.HasIndex(d => d.Time);
         });
 
         modelBuilder.Entity<AuditEntry>(e =>

@@ -28,6 +28,10 @@ public sealed record UsageEvent
     public required string CorrelationId { get; init; }
     public bool Cancelled { get; init; }
     public bool StreamError { get; init; }
+    /// <summary>The model has no price: the cost was computed at the price book's highest prices.</summary>
+    public bool CostEstimated { get; init; }
+    /// <summary>The answer ended before its final usage: output tokens were estimated from the streamed content.</summary>
+    public bool OutputEstimated { get; init; }
 }
 
 /// <summary>Where usage events go. Enqueue never waits for the database.</summary>

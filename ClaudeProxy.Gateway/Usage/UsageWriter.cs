@@ -255,6 +255,8 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink
                 importer.Write(e.CorrelationId, NpgsqlDbType.Text);
                 importer.Write(e.Cancelled, NpgsqlDbType.Boolean);
                 importer.Write(e.StreamError, NpgsqlDbType.Boolean);
+                importer.Write(e.CostEstimated, NpgsqlDbType.Boolean);
+                importer.Write(e.OutputEstimated, NpgsqlDbType.Boolean);
             }
             await importer.CompleteAsync();
         }
@@ -291,7 +293,7 @@ internal static class UsageSql
 {
     private const string Columns = "id, time, device_id, user_id, org_id, session_id, agent_id, model, endpoint, status, streamed, input_tokens, " +
         "output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, web_search_requests, web_fetch_requests, cost_usd, " +
-        "latency_ms, ttfb_ms, upstream_request_id, correlation_id, cancelled, stream_error";
+        "latency_ms, ttfb_ms, upstream_request_id, correlation_id, cancelled, stream_error, cost_estimated, output_estimated";
 
     public const string CreateStaging =
         "CREATE TEMP TABLE IF NOT EXISTS usage_staging (LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS";

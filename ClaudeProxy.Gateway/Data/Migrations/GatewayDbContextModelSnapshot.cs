@@ -82,6 +82,15 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("first_seen");
 
+                    b.Property<string>("KeyAlgorithm")
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("key_algorithm");
+
+                    b.Property<DateTimeOffset?>("KeyEnrolledAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("key_enrolled_at");
+
                     b.Property<DateTimeOffset>("LastSeen")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("last_seen");
@@ -100,6 +109,11 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                     b.Property<int>("PolicyVersion")
                         .HasColumnType("integer")
                         .HasColumnName("policy_version");
+
+                    b.Property<string>("PublicKey")
+                        .HasMaxLength(512)
+                        .HasColumnType("character varying(512)")
+                        .HasColumnName("public_key");
 
                     b.Property<int>("RateLimit")
                         .HasColumnType("integer")
@@ -133,6 +147,46 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                     b.HasIndex("Status");
 
                     b.ToTable("devices", (string)null);
+                });
+
+            modelBuilder.Entity("ClaudeProxy.Gateway.Data.UsageDeadLetter", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityAlwaysColumn(b.Property<long>("Id"));
+
+                    b.Property<Guid?>("EventId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("event_id");
+
+                    b.Property<string>("Payload")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("payload");
+
+                    b.Property<string>("Reason")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("reason");
+
+                    b.Property<string>("Source")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("source");
+
+                    b.Property<DateTimeOffset>("Time")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("time");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("Time");
+
+                    b.ToTable("usage_dead_letters", (string)null);
                 });
 
             modelBuilder.Entity("ClaudeProxy.Gateway.Data.UsageRollup", b =>
@@ -229,6 +283,10 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                         .HasColumnType("text")
                         .HasColumnName("correlation_id");
 
+                    b.Property<bool>("CostEstimated")
+                        .HasColumnType("boolean")
+                        .HasColumnName("cost_estimated");
+
                     b.Property<decimal?>("CostUsd")
                         .HasPrecision(20, 10)
                         .HasColumnType("numeric(20,10)")
@@ -261,6 +319,10 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                         .IsRequired()
                         .HasColumnType("text")
                         .HasColumnName("org_id");
+
+                    b.Property<bool>("OutputEstimated")
+                        .HasColumnType("boolean")
+                        .HasColumnName("output_estimated");
 
                     b.Property<long>("OutputTokens")
                         .HasColumnType("bigint")
