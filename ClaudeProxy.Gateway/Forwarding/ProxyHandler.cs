@@ -311,7 +311,7 @@ public sealed partial class ProxyHandler(
 
     private static string FormatSeconds(TimeSpan span) => span.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture) + " s";
 
-    private static long Micros(decimal? usd) => usd is decimal d ? CeilMicros(d) : 0;
+    private static long Micros(decimal? usd) => usd is decimal d ? CeilMicros(d) : AdmissionRequest.NoCap;
 
     private static long CeilMicros(decimal usd) => (long)Math.Ceiling(usd * MicrosPerDollar);
 

@@ -1,6 +1,9 @@
 namespace ClaudeProxy.Gateway.Limits;
 
-/// <summary>Everything one request must pass before it is forwarded, checked and reserved in one atomic step.</summary>
+/// <summary>
+/// Everything one request must pass before it is forwarded, checked and reserved in one atomic step.
+/// <see cref="SpendCapMicros"/> is <see cref="NoCap"/> when the device has no cap; a cap of 0 refuses every request.
+/// </summary>
 public sealed record AdmissionRequest(
     string DeviceId,
     int RateLimit,
@@ -10,7 +13,10 @@ public sealed record AdmissionRequest(
     long ReserveMicros,
     string SpendPeriodId,
     DateTimeOffset SpendPeriodStart,
-    DateTimeOffset SpendPeriodEnd);
+    DateTimeOffset SpendPeriodEnd)
+{
+    public const long NoCap = -1;
+}
 
 public enum AdmissionOutcome { Admitted, RateLimited, TokenBudgetExhausted, SpendCapReached, Unavailable, SpendUnknown }
 

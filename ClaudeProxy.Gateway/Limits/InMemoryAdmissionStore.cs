@@ -33,7 +33,7 @@ public sealed class InMemoryAdmissionStore(TimeProvider time) : IAdmissionStore
             }
             long spent = 0;
             var reserved = false;
-            if (request.SpendCapMicros > 0)
+            if (request.SpendCapMicros >= 0)
             {
                 if (!state.Spend.TryGetValue(request.SpendPeriodId, out spent))
                 {

@@ -15,7 +15,7 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis) : IAdmissi
     private static readonly ActivitySource Activity = new(TelemetryNames.GatewayActivitySource);
 
     // KEYS: rate zset, token hash, spend counter. ARGV: limit, window ms, member, token limit (0 = off),
-    // cap micros (0 = off), reserve micros, spend ttl ms, seed micros (-1 = unknown).
+    // cap micros (-1 = off, 0 = nothing may be spent), reserve micros, spend ttl ms, seed micros (-1 = unknown).
     // Returns {code, count, reset_in_ms, tokens_used, spent, now_ms}; code 0 admitted, 1 rate, 2 tokens, 3 spend, 4 seed needed.
     private const string AdmitScript = """
         local t = redis.call('TIME')
@@ -52,7 +52,7 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis) : IAdmissi
         end
         local cap = tonumber(ARGV[5])
         local spent = 0
-        if cap > 0 then
+        if cap >= 0 then
           local current = redis.call('GET', KEYS[3])
           if not current then
             local seed = tonumber(ARGV[8])
@@ -133,7 +133,7 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis) : IAdmissi
         return code switch
         {
             0 => (new Admission(AdmissionOutcome.Admitted, new RateDecision(true, limit, limit - count, resetAt, TimeSpan.Zero),
-                SpentMicros: (long)result[4], Reserved: request.SpendCapMicros > 0), false),
+                SpentMicros: (long)result[4], Reserved: request.SpendCapMicros >= 0), false),
             1 => (new Admission(AdmissionOutcome.RateLimited, new RateDecision(false, limit, 0, resetAt, TimeSpan.FromMilliseconds(resetMs)),
                 TimeSpan.FromMilliseconds(resetMs)), false),
             2 => (new Admission(AdmissionOutcome.TokenBudgetExhausted, new RateDecision(true, limit, limit - count, resetAt, TimeSpan.Zero),

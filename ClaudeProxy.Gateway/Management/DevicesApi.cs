@@ -232,7 +232,7 @@ public static partial class DevicesApi
         }
         if (update.SpendCap is < 0 or > 10_000_000)
         {
-            return "spend_cap must be from 0 to 10000000 USD, or null for none";
+            return "spend_cap must be from 0 to 10000000 USD (0 refuses every request), or null for no cap";
         }
         return null;
     }
