@@ -21,6 +21,8 @@ public static class SimulatorApi
         "claude-opus-4-1-20250805", "claude-3-5-haiku-20241022",
     ];
 
+    public const string SimulatorOrganizationId = "8c5e7a42-5b1d-4c0e-9a51-simulator-org";
+
     private static readonly string[] Words = ["Hello", " from", " the", " Anthropic", " simulator", "."];
 
     public static void MapSimulatorApi(this WebApplication app)
@@ -59,6 +61,9 @@ public static class SimulatorApi
             return Task.CompletedTask;
         });
         ctx.Response.Headers["request-id"] = "req_sim_" + Guid.NewGuid().ToString("N")[..20];
+        // As the real API does: the organisation the key belongs to, and a cookie from the edge in front of it.
+        ctx.Response.Headers["anthropic-organization-id"] = SimulatorOrganizationId;
+        ctx.Response.Headers.SetCookie = "__cf_bm=sim" + Guid.NewGuid().ToString("N")[..16] + "; path=/; HttpOnly; Secure";
 
         var key = ctx.Request.Headers["x-api-key"].ToString();
         if (string.IsNullOrEmpty(key) || (options.ApiKey is { } expected && key != expected))

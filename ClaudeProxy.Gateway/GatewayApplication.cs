@@ -26,6 +26,10 @@ public static class GatewayApplication
         builder.AddManagement(database);
 
         var app = builder.Build();
+        if (options.TrustedProxies.Count > 0)
+        {
+            app.UseForwardedHeaders();
+        }
         app.UseMiddleware<GatewayErrorMiddleware>();
         app.UsePortSeparation();
         if (options.CorsOrigins.Count > 0)

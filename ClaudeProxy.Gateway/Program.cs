@@ -33,5 +33,5 @@ static void MigrateOnly(WebApplicationBuilder builder)
 {
     builder.Configuration["MIGRATE_ON_START"] = "false";
     builder.Configuration["ANTHROPIC_API_KEY"] ??= "not-used-by-migrate";
-    builder.Configuration["JWT_SECRET"] ??= new string('-', GatewayOptions.MinJwtSecretBytes);
+    builder.Configuration["JWT_SECRET"] ??= Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(GatewayOptions.MinJwtSecretBytes));
 }

@@ -49,7 +49,7 @@ public sealed class ConfigurationTests
         var options = GatewayOptions.Load(new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
         {
             ["ANTHROPIC_API_KEY"] = "k",
-            ["JWT_SECRET"] = new string('s', 32),
+            ["JWT_SECRET"] = TestSecrets.JwtSecret(),
         }).Build());
         Assert.Null(options.Port);
         Assert.Equal(TimeSpan.FromHours(24), options.JwtLifetime);
@@ -77,7 +77,7 @@ public sealed class ConfigurationTests
     {
         var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
         {
-            ["ANTHROPIC_API_KEY"] = "k", ["JWT_SECRET"] = new string('s', 32), ["RATE_LIMIT_MAX"] = "lots",
+            ["ANTHROPIC_API_KEY"] = "k", ["JWT_SECRET"] = TestSecrets.JwtSecret(), ["RATE_LIMIT_MAX"] = "lots",
         }).Build();
         var error = Assert.Throws<GatewayConfigurationException>(() => GatewayOptions.Load(config));
         Assert.Contains("RATE_LIMIT_MAX", error.Message);

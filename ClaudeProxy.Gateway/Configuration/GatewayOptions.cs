@@ -9,8 +9,13 @@ namespace ClaudeProxy.Gateway.Configuration;
 /// </summary>
 public sealed class GatewayOptions
 {
-    public const int MinJwtSecretBytes = 32;
+    public const int MinJwtSecretBytes = SecretPolicy.MinBytes;
 
+    /// <summary>Networks whose <c>X-Forwarded-For/Proto/Host</c> are believed (the ingress); empty: none are.</summary>
+    public IReadOnlyList<System.Net.IPNetwork> TrustedProxies { get; init; } = [];
+    /// <summary>The slowest a request body may arrive once its grace period is over; slower bodies are cut.</summary>
+    public double MinRequestBodyBytesPerSecond { get; init; } = 4096;
+    public TimeSpan MinRequestBodyGrace { get; init; } = TimeSpan.FromSeconds(5);
     public required string Host { get; init; }
     public int? Port { get; init; }
     public int ManagementPort { get; init; } = 3002;
@@ -35,9 +40,11 @@ public sealed class GatewayOptions
     {
         var apiKey = Required(config, "ANTHROPIC_API_KEY");
         var secret = Required(config, "JWT_SECRET");
-        if (Encoding.UTF8.GetByteCount(secret) < MinJwtSecretBytes)
+        SecretPolicy.Require("JWT_SECRET", secret);
+        var adminKey = config["ADMIN_API_KEY"] is { Length: > 0 } admin ? admin : null;
+        if (adminKey is not null)
         {
-            throw new GatewayConfigurationException($"JWT_SECRET must be at least {MinJwtSecretBytes} bytes long.");
+            SecretPolicy.Require("ADMIN_API_KEY", adminKey);
         }
         var baseUrl = config["ANTHROPIC_BASE_URL"] is { Length: > 0 } b ? b : "https://api.anthropic.com";
         if (!Uri.TryCreate(baseUrl.TrimEnd('/'), UriKind.Absolute, out var baseUri) || (baseUri.Scheme != "http" && baseUri.Scheme != "https"))
@@ -47,6 +54,9 @@ public sealed class GatewayOptions
         var upstreamMinutes = Number(config, "UPSTREAM_TIMEOUT_SECONDS", 600, 10, 86_400);
         return new GatewayOptions
         {
+            TrustedProxies = Networks(config, "TRUSTED_PROXIES"),
+            MinRequestBodyBytesPerSecond = Number(config, "MIN_REQUEST_BODY_RATE", 4096, 1, 1e9),
+            MinRequestBodyGrace = TimeSpan.FromSeconds(Number(config, "MIN_REQUEST_BODY_GRACE_SECONDS", 5, 2, 300)),
             Host = config["HOST"] is { Length: > 0 } h ? h : "0.0.0.0",
             Port = config["PORT"] is { Length: > 0 } ? (int)Number(config, "PORT", 3001, 0, 65_535) : null,
             ManagementPort = (int)Number(config, "MANAGEMENT_PORT", 3002, 0, 65_535),
@@ -64,7 +74,7 @@ public sealed class GatewayOptions
             DefaultModels = config["DEFAULT_MODELS"] is { Length: > 0 } m ? List(m) : ["claude-*"],
             DefaultSpendCap = config["DEFAULT_SPEND_CAP"] is { Length: > 0 } ? (decimal)Number(config, "DEFAULT_SPEND_CAP", 0, 0, 1e9) : null,
             OrgId = config["ORG_ID"] is { Length: > 0 } org ? org : "default",
-            AdminApiKey = config["ADMIN_API_KEY"] is { Length: > 0 } admin ? admin : null,
+            AdminApiKey = adminKey,
             UpstreamTimeout = TimeSpan.FromSeconds(upstreamMinutes),
         };
     }
@@ -111,6 +121,28 @@ public sealed class GatewayOptions
             throw new GatewayConfigurationException($"{name} must be a size such as 2mb, 512kb or a number of bytes (at most 1gb).");
         }
         return (long)(value * multiplier);
+    }
+
+    /// <summary>A comma list of CIDR networks or single addresses: "10.0.0.0/8, 192.168.1.7".</summary>
+    internal static IReadOnlyList<System.Net.IPNetwork> Networks(IConfiguration config, string name)
+    {
+        var networks = new List<System.Net.IPNetwork>();
+        foreach (var item in List(config[name]))
+        {
+            if (System.Net.IPNetwork.TryParse(item, out var network))
+            {
+                networks.Add(network);
+            }
+            else if (System.Net.IPAddress.TryParse(item, out var address))
+            {
+                networks.Add(new System.Net.IPNetwork(address, address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128));
+            }
+            else
+            {
+                throw new GatewayConfigurationException($"{name} must be a comma-separated list of networks such as 10.0.0.0/8 or addresses such as 10.1.2.3.");
+            }
+        }
+        return networks;
     }
 
     internal static IReadOnlyList<string> List(string? raw) =>

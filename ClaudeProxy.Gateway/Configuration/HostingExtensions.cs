@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.AspNetCore.HttpOverrides;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace ClaudeProxy.Gateway.Configuration;
@@ -17,6 +18,8 @@ public static class HostingExtensions
             kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = Math.Max(options.MaxPayloadSize + 1, 1024 * 1024);
             kestrel.Limits.KeepAliveTimeout = TimeSpan.FromMinutes(5);
+            // A body that trickles in holds a connection and a buffer: below this rate, once the grace is over, it is cut.
+            kestrel.Limits.MinRequestBodyDataRate = new MinDataRate(options.MinRequestBodyBytesPerSecond, options.MinRequestBodyGrace);
             Listen(kestrel, options.Host, options.Port ?? PortFromUrls(builder.Configuration) ?? 3001, management: false);
             Listen(kestrel, options.Host, options.ManagementPort, management: true);
         });
@@ -30,6 +33,23 @@ public static class HostingExtensions
         builder.Logging.AddFilter("Microsoft.EntityFrameworkCore", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.EntityFrameworkCore.Database.Command", LogLevel.None);
         builder.Logging.AddFilter("System.Net.Http.HttpClient", LogLevel.Warning);
+
+        if (options.TrustedProxies.Count > 0)
+        {
+            builder.Services.Configure<ForwardedHeadersOptions>(forwarded =>
+            {
+                forwarded.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto | ForwardedHeaders.XForwardedHost;
+                // Only the configured networks are believed (not even loopback by default), walking the chain from the
+                // nearest hop back until the first address that is not one of them: that one is the client.
+                forwarded.KnownIPNetworks.Clear();
+                forwarded.KnownProxies.Clear();
+                foreach (var network in options.TrustedProxies)
+                {
+                    forwarded.KnownIPNetworks.Add(network);
+                }
+                forwarded.ForwardLimit = null;
+            });
+        }
 
         if (options.CorsOrigins.Count > 0)
         {
