@@ -6,7 +6,10 @@
 # A third target, YARP's forwarder alone (bench/ClaudeProxy.Benchmarks forwarder), shows the floor any gateway built
 # on it starts from. Afterwards the BenchmarkDotNet micro-benchmarks of the hot path's pieces run (MICRO=0 skips them).
 # Settings: ROUNDS (default 3), DURATION seconds per wrk run (default 8), STREAMS for S3 (default 200),
-# BENCH_LOG_LEVEL (default warn: the per-request info line is the console logger's cost, not the gateway's).
+# BENCH_LOG_LEVEL (default warn: the per-request info line is the console logger's cost, not the gateway's),
+# BASELINE: the folder of another checkout, built in Release (for example an earlier commit: git worktree add /tmp/before
+# REV && (cd /tmp/before && dotnet build ClaudeProxy.sln -c Release)); its full gateway runs beside this one, on the
+# same Redis and its own database, through the same rounds, and results.md gets a before-and-after table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -18,6 +21,7 @@ command -v wrk >/dev/null 2>&1 || apt_install wrk
 command -v curl >/dev/null 2>&1 || apt_install curl
 
 ROUNDS=${ROUNDS:-3}
+BASELINE=${BASELINE:-}
 MICRO=${MICRO:-1}
 DURATION=${DURATION:-8}
 STREAMS=${STREAMS:-200}
@@ -73,22 +77,34 @@ dotnet "$root/bench/ClaudeProxy.Benchmarks/bin/Release/net10.0/ClaudeProxy.Bench
   "http://127.0.0.1:$sim_direct" >"$work/bare.log" 2>&1 &
 pids+=($!)
 
+random_secret() { echo "bench-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"; }
+# full_gateway CHECKOUT PORT DATABASE UPSTREAM_PORT NAME: a gateway with every feature on, in the background.
+full_gateway() {
+  env ANTHROPIC_API_KEY="$simkey" ANTHROPIC_BASE_URL="http://127.0.0.1:$4" \
+    JWT_SECRET="$(random_secret)" ADMIN_API_KEY="$(random_secret)" \
+    HOST=127.0.0.1 PORT="$2" MANAGEMENT_PORT="$(free_port)" \
+    REDIS_URL="redis://127.0.0.1:$redis_port" DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/$3" \
+    RATE_LIMIT_MAX=1000000 RATE_LIMIT_WINDOW=1000 TOKEN_LIMIT_PER_MINUTE=1000000000 DEFAULT_SPEND_CAP=1000000 \
+    USAGE_SPOOL_DIR="$work/spool-$5" LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
+    dotnet "$1/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll" >"$work/$5.log" 2>&1 &
+}
 gw_port=$(free_port)
-mgmt_port=$(free_port)
-env ANTHROPIC_API_KEY="$simkey" ANTHROPIC_BASE_URL="http://127.0.0.1:$sim_upstream" \
-  JWT_SECRET="bench-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" ADMIN_API_KEY="bench-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
-  HOST=127.0.0.1 PORT="$gw_port" MANAGEMENT_PORT="$mgmt_port" \
-  REDIS_URL="redis://127.0.0.1:$redis_port" DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/claudeproxydb" \
-  RATE_LIMIT_MAX=1000000 RATE_LIMIT_WINDOW=1000 TOKEN_LIMIT_PER_MINUTE=1000000000 DEFAULT_SPEND_CAP=1000000 \
-  USAGE_SPOOL_DIR="$work/spool" LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
-  dotnet "$root/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll" >"$work/gateway.log" 2>&1 &
+full_gateway "$root" "$gw_port" claudeproxydb "$sim_upstream" gateway
 gw_pid=$!
 pids+=($gw_pid)
+targets="direct bare local gateway"
+if [ -n "$BASELINE" ]; then
+  "$pgbin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres claudeproxydb_baseline
+  baseline_port=$(free_port)
+  full_gateway "$BASELINE" "$baseline_port" claudeproxydb_baseline "$sim_direct" baseline
+  pids+=($!)
+  targets="$targets baseline"
+fi
 # The same gateway with its limits and usage log in process (no REDIS_URL, no DATABASE_URL): the difference to the
 # full gateway is what the shared limits in Redis and the Postgres writer cost per request.
 local_port=$(free_port)
 env ANTHROPIC_API_KEY="$simkey" ANTHROPIC_BASE_URL="http://127.0.0.1:$sim_direct" \
-  JWT_SECRET="bench-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+  JWT_SECRET="$(random_secret)" \
   HOST=127.0.0.1 PORT="$local_port" MANAGEMENT_PORT="$(free_port)" \
   RATE_LIMIT_MAX=1000000 RATE_LIMIT_WINDOW=1000 TOKEN_LIMIT_PER_MINUTE=1000000000 DEFAULT_SPEND_CAP=1000000 \
   LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
@@ -100,6 +116,11 @@ wait_http "http://127.0.0.1:$sim_upstream/_sim/stats"
 wait_http "http://127.0.0.1:$gw_port/readyz"
 wait_http "http://127.0.0.1:$bare_port/v1/models" -H "x-api-key: $simkey"
 wait_http "http://127.0.0.1:$local_port/readyz"
+if [ -n "$BASELINE" ]; then
+  wait_http "http://127.0.0.1:$baseline_port/readyz"
+  baseline_token=$(curl -s "http://127.0.0.1:$baseline_port/bootstrap" -H 'content-type: application/json' -d '{"device_id":"bench-baseline"}' \
+    | sed 's/.*"wrapper_token":"\([^"]*\)".*/\1/')
+fi
 rss_start=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status")
 token=$(curl -s "http://127.0.0.1:$gw_port/bootstrap" -H 'content-type: application/json' -d '{"device_id":"bench-device"}' \
   | sed 's/.*"wrapper_token":"\([^"]*\)".*/\1/')
@@ -117,6 +138,7 @@ direct_url="http://127.0.0.1:$sim_direct/v1/messages"
 gateway_url="http://127.0.0.1:$gw_port/v1/messages"
 bare_url="http://127.0.0.1:$bare_port/v1/messages"
 local_url="http://127.0.0.1:$local_port/v1/messages"
+baseline_url="http://127.0.0.1:${baseline_port:-0}/v1/messages"
 
 # wrk_run TARGET(direct|bare|local|gateway) THREADS CONNS BODY [HEADER] -> "rps p50_us p99_us"
 wrk_run() {
@@ -125,6 +147,7 @@ wrk_run() {
     direct) url=$direct_url key=$simkey tok="" ;;
     bare) url=$bare_url key=$simkey tok="" ;;
     local) url=$local_url key="" tok=$local_token ;;
+    baseline) url=$baseline_url key="" tok=$baseline_token ;;
     *) url=$gateway_url key="" tok=$token ;;
   esac
   BENCH_BODY=$body BENCH_KEY=$key BENCH_TOKEN=$tok BENCH_HEADER=$header \
@@ -140,6 +163,7 @@ curl_streams() {
     direct) url=$direct_url auth="x-api-key: $simkey" ;;
     bare) url=$bare_url auth="x-api-key: $simkey" ;;
     local) url=$local_url auth="authorization: Bearer $local_token" ;;
+    baseline) url=$baseline_url auth="authorization: Bearer $baseline_token" ;;
     *) url=$gateway_url auth="authorization: Bearer $token" ;;
   esac
   # One curl for all the streams, so they share one kept-alive connection as Claude Code's requests do.
@@ -155,14 +179,11 @@ add() { R[$1]="${R[$1]:-} $2"; }
 med() { tr ' ' '\n' <<<"${R[$1]:-}" | grep -v '^$' | median; }
 
 echo "==> warm-up"
-DURATION=3 wrk_run direct 1 8 "$small" >/dev/null
-DURATION=3 wrk_run bare 1 8 "$small" >/dev/null
-DURATION=3 wrk_run local 1 8 "$small" >/dev/null
-DURATION=3 wrk_run gateway 1 8 "$small" >/dev/null
+for target in $targets; do DURATION=3 wrk_run "$target" 1 8 "$small" >/dev/null; done
 
 for round in $(seq 1 "$ROUNDS"); do
   echo "==> round $round of $ROUNDS"
-  for target in direct bare local gateway; do
+  for target in $targets; do
     # Latency first, throughput last: S2's burst of usage rows must not still be draining while S3 or S1 is timed.
     out=$(curl_streams "$target")
     add "s3.ttfb.$target" "$(awk '{print $1}' <<<"$out" | median)"; add "s3.ttlb.$target" "$(awk '{print $2}' <<<"$out" | median)"
@@ -315,6 +336,23 @@ process over YARP alone, and Redis and Postgres over that.
   Npgsql, StackExchange.Redis and OpenTelemetry, and the mapped assembly files) and keeps what its pools grew to under
   S2's load; the 256 open streams themselves add $(awk -v a="$rss_before" -v b="$peak" 'BEGIN { printf "%.0f", (b - a) / 1024 }') MB.
 MD
+if [ -n "$BASELINE" ]; then
+  before_after() {
+    local b g
+    b=$(med "$1.baseline"); g=$(med "$1.gateway")
+    case $3 in
+      us) printf '| %s | %s ms | %s ms | %s ms | %s ms |\n' "$2" "$(us_to_ms "$(med "$1.bare")")" "$(us_to_ms "$b")" "$(us_to_ms "$g")" "$(diff_ms "$b" "$g")" ;;
+      rps) printf '| %s | %.0f | %.0f (%.1f %% of YARP alone) | %.0f (%.1f %% of YARP alone) | %+.1f %% |\n' "$2" "$(med "$1.bare")" "$b" \
+             "$(awk -v a="$(med "$1.bare")" -v b="$b" 'BEGIN { print 100 * b / a }')" "$g" \
+             "$(awk -v a="$(med "$1.bare")" -v b="$g" 'BEGIN { print 100 * b / a }')" "$(awk -v a="$b" -v b="$g" 'BEGIN { print 100 * (b - a) / a }')" ;;
+    esac
+  }
+  printf '\n## Before and after\n\nThe full gateway built from `%s` (%s) ran beside this one in the same rounds, on the same Redis with its own database.\n\n' \
+    "$BASELINE" "$(git -C "$BASELINE" log -1 --format='%h %s' 2>/dev/null | cut -c1-80)"
+  printf '| figure | YARP alone | before | after | after − before |\n|---|---|---|---|---|\n'
+  before_after s1.p50 "S1 p50" us; before_after s1.p99 "S1 p99" us; before_after s2.rps "S2 requests/s" rps
+  before_after s2.p50 "S2 p50" us
+fi
 if [ -n "$micro" ]; then
   printf '\n## Micro-benchmarks (BenchmarkDotNet, short job)\n\n%s' "$micro"
 fi
