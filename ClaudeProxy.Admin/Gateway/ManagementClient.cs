@@ -4,7 +4,8 @@ using System.Text.Json;
 namespace ClaudeProxy.Admin.Gateway;
 
 public sealed record DeviceDto(string DeviceId, string? AppVersion, string UserId, string OrgId, string Status, List<string> Models, int RateLimit,
-    int? TokenLimit, decimal? SpendCap, int PolicyVersion, DateTimeOffset FirstSeen, DateTimeOffset LastSeen, decimal SpentThisPeriod);
+    int? TokenLimit, decimal? SpendCap, int PolicyVersion, DateTimeOffset FirstSeen, DateTimeOffset LastSeen, decimal SpentThisPeriod,
+    string? KeyAlgorithm = null, DateTimeOffset? KeyEnrolledAt = null, string? KeyFingerprint = null);
 
 public sealed record PageDto<T>(List<T> Data, int Page, int PageSize, int Total);
 
@@ -61,6 +62,10 @@ public sealed class ManagementClient(HttpClient http)
 
     public Task<DeviceDto> ActAsync(string id, string action, CancellationToken ct = default) =>
         SendAsync<DeviceDto>(HttpMethod.Post, $"/manage/v1/devices/{Uri.EscapeDataString(id)}/{action}", null, ct);
+
+    /// <summary>Forgets the device's enrolled key: its next bootstrap may enrol a new one, and its current tokens must refresh.</summary>
+    public Task<DeviceDto> ResetKeyAsync(string id, CancellationToken ct = default) =>
+        SendAsync<DeviceDto>(HttpMethod.Post, $"/manage/v1/devices/{Uri.EscapeDataString(id)}/reset-key", null, ct);
 
     public Task<DeviceDto> UpdatePolicyAsync(string id, PolicyDto policy, CancellationToken ct = default) =>
         SendAsync<DeviceDto>(HttpMethod.Put, $"/manage/v1/devices/{Uri.EscapeDataString(id)}/policy", policy, ct);

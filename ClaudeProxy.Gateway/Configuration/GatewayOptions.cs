@@ -35,6 +35,7 @@ public sealed class GatewayOptions
     public string OrgId { get; init; } = "default";
     public string? AdminApiKey { get; init; }
     public TimeSpan UpstreamTimeout { get; init; } = TimeSpan.FromMinutes(10);
+    public Tokens.DeviceKeyMode DeviceKeys { get; init; } = Tokens.DeviceKeyMode.Optional;
 
     public static GatewayOptions Load(IConfiguration config)
     {
@@ -76,6 +77,12 @@ public sealed class GatewayOptions
             OrgId = config["ORG_ID"] is { Length: > 0 } org ? org : "default",
             AdminApiKey = adminKey,
             UpstreamTimeout = TimeSpan.FromSeconds(upstreamMinutes),
+            DeviceKeys = (config["DEVICE_KEYS"]?.Trim().ToLowerInvariant()) switch
+            {
+                null or "" or "optional" => Tokens.DeviceKeyMode.Optional,
+                "required" => Tokens.DeviceKeyMode.Required,
+                _ => throw new GatewayConfigurationException("DEVICE_KEYS must be optional or required."),
+            },
         };
     }
 

@@ -10,12 +10,21 @@ public sealed record BootstrapOptions(BootstrapMode Mode);
 
 /// <summary>
 /// Devices in Postgres. <c>/bootstrap</c> creates or touches the record; a revoked device stays revoked; in
-/// approval mode a new device waits as pending; in closed mode only known devices get tokens.
+/// approval mode a new device waits as pending; in closed mode only known devices get tokens. A device's first key
+/// is enrolled with a conditional update, so of two enrolments at once exactly one key is kept.
 /// </summary>
 public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> contexts, ConfiguredDeviceDirectory defaults,
     GatewayOptions options, BootstrapOptions bootstrap, TimeProvider time) : IDeviceDirectory
 {
     private readonly BootstrapMode mode = bootstrap.Mode;
+
+    public async ValueTask<DeviceKey?> EnrolledKeyAsync(string deviceId, CancellationToken cancellationToken)
+    {
+        await using var db = await contexts.CreateDbContextAsync(cancellationToken);
+        var key = await db.Devices.AsNoTracking().Where(d => d.DeviceId == deviceId && d.PublicKey != null)
+            .Select(d => new { d.PublicKey, d.KeyAlgorithm }).FirstOrDefaultAsync(cancellationToken);
+        return key is null ? null : new DeviceKey(key.PublicKey!, key.KeyAlgorithm ?? DeviceKeys.P256);
+    }
 
     public async ValueTask<DeviceAdmission> BootstrapAsync(BootstrapRequest request, CancellationToken cancellationToken)
     {
@@ -43,11 +52,15 @@ public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> 
                 PolicyVersion = 1,
                 FirstSeen = now,
                 LastSeen = now,
+                PublicKey = request.Key?.PublicKey,
+                KeyAlgorithm = request.Key?.Algorithm,
+                KeyEnrolledAt = request.Key is null ? null : now,
             };
             db.Devices.Add(device);
             try
             {
                 await db.SaveChangesAsync(cancellationToken);
+                return Admit(device);
             }
             catch (DbUpdateException)
             {
@@ -56,16 +69,33 @@ public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> 
                 device = await db.Devices.FirstAsync(d => d.DeviceId == request.DeviceId, cancellationToken);
             }
         }
-        else
+        if (device.PublicKey is null && request.Key is { } key)
         {
-            device.LastSeen = now;
-            device.AppVersion = request.AppVersion ?? device.AppVersion;
-            await db.SaveChangesAsync(cancellationToken);
+            var enrolled = await db.Devices.Where(d => d.DeviceId == request.DeviceId && d.PublicKey == null).ExecuteUpdateAsync(s => s
+                .SetProperty(d => d.PublicKey, key.PublicKey)
+                .SetProperty(d => d.KeyAlgorithm, key.Algorithm)
+                .SetProperty(d => d.KeyEnrolledAt, now), cancellationToken);
+            if (enrolled == 0)
+            {
+                // Another request enrolled a key for this device first: that key is the device's now.
+                await db.Entry(device).ReloadAsync(cancellationToken);
+            }
+            else
+            {
+                (device.PublicKey, device.KeyAlgorithm, device.KeyEnrolledAt) = (key.PublicKey, key.Algorithm, now);
+            }
         }
+        if (!IsItsKey(device, request.Key))
+        {
+            return DeviceAdmission.NotItsKey(request.DeviceId, request.Key);
+        }
+        device.LastSeen = now;
+        device.AppVersion = request.AppVersion ?? device.AppVersion;
+        await db.SaveChangesAsync(cancellationToken);
         return Admit(device);
     }
 
-    public async ValueTask<DeviceAdmission> RefreshAsync(DeviceIdentity identity, CancellationToken cancellationToken)
+    public async ValueTask<DeviceAdmission> RefreshAsync(DeviceIdentity identity, DeviceKey? key, CancellationToken cancellationToken)
     {
         await using var db = await contexts.CreateDbContextAsync(cancellationToken);
         var device = await db.Devices.FirstOrDefaultAsync(d => d.DeviceId == identity.DeviceId, cancellationToken);
@@ -73,10 +103,17 @@ public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> 
         {
             return DeviceAdmission.Refuse(identity.DeviceId, 401, "unknown device: call POST /bootstrap again");
         }
+        if (!IsItsKey(device, key))
+        {
+            return DeviceAdmission.NotItsKey(identity.DeviceId, key);
+        }
         device.LastSeen = time.GetUtcNow();
         await db.SaveChangesAsync(cancellationToken);
         return Admit(device);
     }
+
+    private static bool IsItsKey(DeviceRecord device, DeviceKey? key) =>
+        device.PublicKey is null || string.Equals(device.PublicKey, key?.PublicKey, StringComparison.Ordinal);
 
     private static DeviceAdmission Admit(DeviceRecord device) => device.Status switch
     {

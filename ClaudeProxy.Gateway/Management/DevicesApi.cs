@@ -31,6 +31,7 @@ public static partial class DevicesApi
         devices.MapPost("/{id}/restore", (string id, HttpContext c, ManagementContext m) => SetStatus(id, DeviceStatus.Active, "restore", c, m, DeviceStatus.Revoked))
             .WithSummary("Restore a revoked device");
         devices.MapPut("/{id}/policy", UpdatePolicy).WithSummary("Edit models, rate limit, token budget and spend cap; older tokens must refresh");
+        devices.MapPost("/{id}/reset-key", ResetKey).WithSummary("Forget the device's enrolled key so that it can enrol a new one; its tokens must refresh");
         devices.MapPost("/{id}/token", IssueToken).WithSummary("Issue a wrapper token for a device by hand");
         devices.MapGet("/{id}/audit", Audit).WithSummary("The device's audit trail");
         api.MapGet("/audit", AllAudit).WithTags("Audit").WithSummary("Every recorded change, newest first");
@@ -176,6 +177,35 @@ public static partial class DevicesApi
         await context.Response.WriteAsJsonAsync(View(device, await m.SpentAsync(db, id)));
     }
 
+    private static async Task ResetKey(string id, HttpContext context, ManagementContext m)
+    {
+        await using var db = await m.Contexts.CreateDbContextAsync();
+        var device = await db.Devices.FirstOrDefaultAsync(d => d.DeviceId == id);
+        if (device is null)
+        {
+            await Errors.ApiErrors.WriteAsync(context, 404, "not_found_error", $"no device '{id}'");
+            return;
+        }
+        if (device.PublicKey is null)
+        {
+            await Errors.ApiErrors.WriteAsync(context, 409, "conflict_error", $"device '{id}' has no enrolled key");
+            return;
+        }
+        var before = new
+        {
+            key_algorithm = device.KeyAlgorithm, key_fingerprint = new DeviceKey(device.PublicKey, device.KeyAlgorithm ?? DeviceKeys.P256).Fingerprint,
+            key_enrolled_at = device.KeyEnrolledAt, policy_version = device.PolicyVersion,
+        };
+        (device.PublicKey, device.KeyAlgorithm, device.KeyEnrolledAt) = (null, null, null);
+        // Tokens issued under the old key must come back through /refresh, which a device with no key passes only
+        // as DEVICE_KEYS allows.
+        device.PolicyVersion++;
+        m.Audit(db, context, "reset_key", id, before, new { key_algorithm = (string?)null, policy_version = device.PolicyVersion });
+        await db.SaveChangesAsync();
+        await m.Standing.ChangedAsync(id);
+        await context.Response.WriteAsJsonAsync(View(device, await m.SpentAsync(db, id)));
+    }
+
     private static async Task IssueToken(string id, HttpContext context, ManagementContext m, TokenService tokens)
     {
         await using var db = await m.Contexts.CreateDbContextAsync();
@@ -244,7 +274,8 @@ public static partial class DevicesApi
     };
 
     internal static DeviceView View(DeviceRecord d, decimal spent) => new(d.DeviceId, d.AppVersion, d.UserId, d.OrgId, d.Status, d.Models, d.RateLimit,
-        d.TokenLimit, d.SpendCap, d.PolicyVersion, d.FirstSeen, d.LastSeen, spent);
+        d.TokenLimit, d.SpendCap, d.PolicyVersion, d.FirstSeen, d.LastSeen, spent,
+        d.KeyAlgorithm, d.KeyEnrolledAt, d.PublicKey is null ? null : new DeviceKey(d.PublicKey, d.KeyAlgorithm ?? DeviceKeys.P256).Fingerprint);
 }
 
 /// <summary>What every management endpoint needs: the database, the clock, the spend period, the audit trail.</summary>

@@ -4,7 +4,8 @@ using ClaudeProxy.Gateway.Forwarding;
 namespace ClaudeProxy.Gateway.Management;
 
 public sealed record DeviceView(string DeviceId, string? AppVersion, string UserId, string OrgId, string Status, List<string> Models, int RateLimit,
-    int? TokenLimit, decimal? SpendCap, int PolicyVersion, DateTimeOffset FirstSeen, DateTimeOffset LastSeen, decimal SpentThisPeriod);
+    int? TokenLimit, decimal? SpendCap, int PolicyVersion, DateTimeOffset FirstSeen, DateTimeOffset LastSeen, decimal SpentThisPeriod,
+    string? KeyAlgorithm = null, DateTimeOffset? KeyEnrolledAt = null, string? KeyFingerprint = null);
 
 public sealed record PageOf<T>(List<T> Data, int Page, int PageSize, int Total);
 

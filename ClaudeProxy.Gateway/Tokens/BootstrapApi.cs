@@ -7,9 +7,14 @@ using ClaudeProxy.Gateway.Limits;
 
 namespace ClaudeProxy.Gateway.Tokens;
 
-/// <summary><c>POST /bootstrap</c> and <c>POST /refresh</c>: how a device gets and renews its wrapper token.</summary>
+/// <summary>
+/// <c>POST /bootstrap</c> and <c>POST /refresh</c>: how a device gets and renews its wrapper token. A device that
+/// enrolled a key (see <see cref="SignedRequest"/>) must sign both with it; <c>DEVICE_KEYS=required</c> admits no other.
+/// </summary>
 public static partial class BootstrapApi
 {
+    public const string BootstrapPath = "/bootstrap";
+    public const string RefreshPath = "/refresh";
     private const int MaxBodyBytes = 16 * 1024;
 
     [GeneratedRegex("^[A-Za-z0-9._:-]{1,128}$")]
@@ -17,37 +22,32 @@ public static partial class BootstrapApi
 
     public static IEndpointRouteBuilder MapBootstrapApi(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/bootstrap", Bootstrap);
-        app.MapPost("/refresh", Refresh);
+        app.MapPost(BootstrapPath, Bootstrap);
+        app.MapPost(RefreshPath, Refresh);
         return app;
     }
 
     private static async Task Bootstrap(HttpContext context, IDeviceDirectory devices, TokenService tokens, GatewayOptions options,
-        AdmissionService limits, LimitOptions limitOptions)
+        AdmissionService limits, LimitOptions limitOptions, NonceStore nonces, TimeProvider time)
     {
-        if (!await WithinClientLimitAsync(context, limits, limitOptions))
+        var ip = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+        if (!await WithinLimitAsync(context, limits, limitOptions, "addr:" + ip, "too many token requests from this address"))
         {
             return;
         }
-        if (context.Request.ContentLength > MaxBodyBytes)
+        if (await ReadBodyAsync(context) is not { } raw)
         {
-            await ApiErrors.WriteAsync(context, 413, "request body is too large");
             return;
         }
         JsonElement body;
         try
         {
-            using var document = await JsonDocument.ParseAsync(new LimitedStream(context.Request.Body, MaxBodyBytes), default, context.RequestAborted);
+            using var document = JsonDocument.Parse(raw);
             body = document.RootElement.Clone();
         }
         catch (JsonException)
         {
             await ApiErrors.WriteAsync(context, 400, "request body must be a JSON object with device_id");
-            return;
-        }
-        catch (LimitedStream.TooLargeException)
-        {
-            await ApiErrors.WriteAsync(context, 413, "request body is too large");
             return;
         }
         if (body.ValueKind != JsonValueKind.Object ||
@@ -64,17 +64,31 @@ public static partial class BootstrapApi
             await ApiErrors.WriteAsync(context, 400, "app_version (at most 64 characters) and user_id (at most 128) must be strings");
             return;
         }
-        var admission = await devices.BootstrapAsync(new BootstrapRequest(deviceId, appVersion.Value, userId.Value), context.RequestAborted);
+        var publicKey = OptionalString(body, "public_key", int.MaxValue);
+        var algorithm = OptionalString(body, "key_algorithm", 32);
+        DeviceKey? offered = null;
+        if (publicKey.Invalid || algorithm.Invalid)
+        {
+            await ApiErrors.WriteAsync(context, 400, "public_key and key_algorithm must be strings: base64 of a P-256 SubjectPublicKeyInfo, and \"p256\"");
+            return;
+        }
+        if (publicKey.Value is { } offeredText && !DeviceKeys.TryParse(offeredText, algorithm.Value, out offered, out var keyError))
+        {
+            await ApiErrors.WriteAsync(context, 400, keyError!);
+            return;
+        }
+        var proof = await ProveAsync(context, deviceId, BootstrapPath, raw, offered, devices, options, nonces, time);
+        if (!proof.Passed)
+        {
+            return;
+        }
+        var admission = await devices.BootstrapAsync(new BootstrapRequest(deviceId, appVersion.Value, userId.Value, proof.Key), context.RequestAborted);
         await WriteToken(context, admission, tokens, options);
     }
 
     private static async Task Refresh(HttpContext context, IDeviceDirectory devices, TokenService tokens, GatewayOptions options,
-        AdmissionService limits, LimitOptions limitOptions)
+        AdmissionService limits, LimitOptions limitOptions, NonceStore nonces, TimeProvider time)
     {
-        if (!await WithinClientLimitAsync(context, limits, limitOptions))
-        {
-            return;
-        }
         var check = await tokens.ValidateAsync(CredentialReader.Read(context.Request));
         switch (check.Status)
         {
@@ -88,15 +102,110 @@ public static partial class BootstrapApi
                 await ApiErrors.WriteAsync(context, 401, "invalid wrapper token: call POST /bootstrap again");
                 return;
         }
-        var admission = await devices.RefreshAsync(check.Identity!, context.RequestAborted);
+        var identity = check.Identity!;
+        // Per device, not per address: behind an ingress every device arrives from the same address.
+        if (!await WithinLimitAsync(context, limits, limitOptions, "refresh:" + identity.DeviceId, "too many token refreshes for this device"))
+        {
+            return;
+        }
+        if (await ReadBodyAsync(context) is not { } raw)
+        {
+            return;
+        }
+        var proof = await ProveAsync(context, identity.DeviceId, RefreshPath, raw, null, devices, options, nonces, time);
+        if (!proof.Passed)
+        {
+            return;
+        }
+        var admission = await devices.RefreshAsync(identity, proof.Key, context.RequestAborted);
         await WriteToken(context, admission, tokens, options);
     }
 
-    /// <summary>Token issuing is cheap to ask for and costly to abuse: a per-client-IP limit, in the shared limiter.</summary>
-    private static async ValueTask<bool> WithinClientLimitAsync(HttpContext context, AdmissionService limits, LimitOptions options)
+    /// <summary>
+    /// Checks the request's signature, when it has one, against the key it offers to enrol or else the device's
+    /// enrolled key, and uses up its nonce. Passed with a null key: an unsigned request that
+    /// <c>DEVICE_KEYS</c> allows (the directory still refuses it for a device with a key). Writes the error itself.
+    /// </summary>
+    private static async ValueTask<(bool Passed, DeviceKey? Key)> ProveAsync(HttpContext context, string deviceId, string endpoint, byte[] body,
+        DeviceKey? offered, IDeviceDirectory devices, GatewayOptions options, NonceStore nonces, TimeProvider time)
     {
-        var ip = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
-        var decision = await limits.AcquireAsync("ip:" + ip, options.BootstrapRateLimit, options.BootstrapWindow, context.RequestAborted);
+        var signed = SignedRequest.Read(context.Request, out var headerError);
+        if (headerError is not null)
+        {
+            await ApiErrors.WriteAsync(context, 400, headerError);
+            return default;
+        }
+        if (signed is null)
+        {
+            if (offered is not null)
+            {
+                await ApiErrors.WriteAsync(context, 401, "enrolling a key needs proof that the device holds it: sign the request with it (x-device-signature)");
+                return default;
+            }
+            if (options.DeviceKeys == DeviceKeyMode.Required)
+            {
+                await ApiErrors.WriteAsync(context, 401, "this gateway requires device keys: enrol a key and sign the request (claude-token-helper does both)");
+                return default;
+            }
+            return (true, null);
+        }
+        var key = offered ?? await devices.EnrolledKeyAsync(deviceId, context.RequestAborted);
+        if (key is null)
+        {
+            await ApiErrors.WriteAsync(context, 401, endpoint == BootstrapPath
+                ? "this device has no enrolled key: send public_key in the body to enrol one"
+                : "this device has no enrolled key (an operator may have reset it): call POST /bootstrap with public_key to enrol one");
+            return default;
+        }
+        if (!signed.IsFresh(time.GetUtcNow()))
+        {
+            await ApiErrors.WriteAsync(context, 401, $"{SignedRequest.TimestampHeader} is more than {SignedRequest.MaxSkew.TotalSeconds:0} s from the gateway's clock: check the device's clock");
+            return default;
+        }
+        if (!DeviceKeys.Verify(key, signed.Message(context.Request.Method, endpoint, body), signed.Signature))
+        {
+            await ApiErrors.WriteAsync(context, 401, offered is not null
+                ? "the signature does not verify with the offered public_key"
+                : "the signature does not verify with this device's enrolled key");
+            return default;
+        }
+        switch (await nonces.TryUseAsync(deviceId, signed.Nonce, context.RequestAborted))
+        {
+            case null:
+                await ApiErrors.WriteAsync(context, 503, "api_error", "the gateway cannot check request nonces right now (Redis is unavailable); retry shortly");
+                return default;
+            case false:
+                await ApiErrors.WriteAsync(context, 401, "this signed request was already used (its nonce was seen): sign every request with a new nonce");
+                return default;
+        }
+        return (true, key);
+    }
+
+    /// <summary>The exact body bytes (they are signed), at most <see cref="MaxBodyBytes"/>; null when the 413 was written.</summary>
+    private static async ValueTask<byte[]?> ReadBodyAsync(HttpContext context)
+    {
+        if (context.Request.ContentLength > MaxBodyBytes)
+        {
+            await ApiErrors.WriteAsync(context, 413, "request body is too large");
+            return null;
+        }
+        try
+        {
+            using var buffer = new MemoryStream();
+            await new LimitedStream(context.Request.Body, MaxBodyBytes).CopyToAsync(buffer, context.RequestAborted);
+            return buffer.ToArray();
+        }
+        catch (LimitedStream.TooLargeException)
+        {
+            await ApiErrors.WriteAsync(context, 413, "request body is too large");
+            return null;
+        }
+    }
+
+    /// <summary>Token issuing is cheap to ask for and costly to abuse: a limit per address or per device, in the shared limiter.</summary>
+    private static async ValueTask<bool> WithinLimitAsync(HttpContext context, AdmissionService limits, LimitOptions options, string key, string refusal)
+    {
+        var decision = await limits.AcquireAsync(key, options.BootstrapRateLimit, options.BootstrapWindow, context.RequestAborted);
         if (decision is not { } d)
         {
             await ApiErrors.WriteAsync(context, 503, "api_error", "the gateway cannot check limits right now (Redis is unavailable); retry shortly");
@@ -105,7 +214,7 @@ public static partial class BootstrapApi
         if (!d.Allowed)
         {
             ProxyHandler.WriteRateHeaders(context, d);
-            await ApiErrors.WriteAsync(context, 429, "rate_limit_error", $"too many token requests from this address: at most {d.Limit} per minute");
+            await ApiErrors.WriteAsync(context, 429, "rate_limit_error", $"{refusal}: at most {d.Limit} per minute");
             return false;
         }
         return true;

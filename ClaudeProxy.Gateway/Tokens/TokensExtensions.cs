@@ -8,6 +8,7 @@ public static class TokensExtensions
     {
         builder.Services.AddSingleton<TokenService>();
         builder.Services.AddSingleton<DeviceAuthenticator>();
+        builder.Services.AddSingleton<NonceStore>();
         builder.Services.TryAddSingleton<IDeviceStanding, AlwaysInGoodStanding>();
         builder.Services.AddSingleton<ConfiguredDeviceDirectory>();
         builder.Services.TryAddSingleton<IDeviceDirectory>(sp => sp.GetRequiredService<ConfiguredDeviceDirectory>());

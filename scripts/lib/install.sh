@@ -41,6 +41,12 @@ ensure_chromium() {
   [ -x /usr/bin/chromium ] || apt_install chromium fonts-dejavu-core
 }
 
+# The token helper's tools (scripts/claude-token-helper, and the tests that run it).
+ensure_helper_tools() {
+  { command -v openssl >/dev/null 2>&1 || apt_install openssl; } &&
+    { command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates; }
+}
+
 ensure_test_prerequisites() {
-  ensure_dotnet && ensure_redis && ensure_postgres && ensure_chromium
+  ensure_dotnet && ensure_redis && ensure_postgres && ensure_chromium && ensure_helper_tools
 }
