@@ -12,8 +12,9 @@ public sealed record BootstrapOptions(BootstrapMode Mode);
 /// Devices in Postgres. <c>/bootstrap</c> creates or touches the record; a revoked device stays revoked; in
 /// approval mode a new device waits as pending; in closed mode only known devices get tokens.
 /// </summary>
-public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> contexts, ConfiguredDeviceDirectory defaults,
-    GatewayOptions options, BootstrapOptions bootstrap, TimeProvider time) : IDeviceDirectory
+public sealed partial class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> contexts, ConfiguredDeviceDirectory defaults,
+    GatewayOptions options, BootstrapOptions bootstrap, TimeProvider time, ILogger<PostgresDeviceDirectory> logger,
+    Limits.RedisAdmissionStore? standing = null) : IDeviceDirectory
 {
     private readonly BootstrapMode mode = bootstrap.Mode;
 
@@ -62,6 +63,7 @@ public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> 
             device.AppVersion = request.AppVersion ?? device.AppVersion;
             await db.SaveChangesAsync(cancellationToken);
         }
+        await SeedStandingAsync(device);
         return Admit(device);
     }
 
@@ -75,8 +77,33 @@ public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> 
         }
         device.LastSeen = time.GetUtcNow();
         await db.SaveChangesAsync(cancellationToken);
+        await SeedStandingAsync(device);
         return Admit(device);
     }
+
+    /// <summary>
+    /// Gives Redis the device's standing if it has none yet, so that its first request needs no seed; a standing Redis
+    /// already holds is an operator's to change, never a bootstrap's.
+    /// </summary>
+    private async Task SeedStandingAsync(DeviceRecord device)
+    {
+        if (standing is not { IsConnected: true })
+        {
+            return;
+        }
+        try
+        {
+            await standing.WriteStandingAsync(device.DeviceId, new Limits.DeviceStanding(device.Status, device.PolicyVersion), operatorChange: false);
+        }
+        catch (Exception e) when (e is StackExchange.Redis.RedisException or TimeoutException)
+        {
+            // The admission script seeds it from Postgres instead.
+            LogStandingNotSeeded(logger, e.GetType().Name);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "A device's standing could not be given to Redis at bootstrap ({Reason})")]
+    private static partial void LogStandingNotSeeded(ILogger logger, string reason);
 
     private static DeviceAdmission Admit(DeviceRecord device) => device.Status switch
     {
