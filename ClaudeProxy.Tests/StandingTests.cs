@@ -48,6 +48,38 @@ public sealed class StandingTests(StackFixture fx) : IClassFixture<StackFixture>
     }
 
     [Fact]
+    public async Task A_revocation_made_while_redis_is_away_reaches_redis_once_it_is_back()
+    {
+        var db = await fx.Postgres.CreateDatabaseAsync();
+        var gateway = await fx.GatewayAsync(db, s => s["ADMIN_API_KEY"] = OperatorKey);
+        var other = await fx.GatewayAsync(db);
+        var device = TestSecrets.DeviceId();
+        var token = await gateway.BootstrapAsync(device);
+        await fx.Redis.StopAsync();
+        try
+        {
+            using var revoke = await Manage(gateway).PostAsync($"/manage/v1/devices/{device}/revoke", null);
+            Assert.Equal(HttpStatusCode.OK, revoke.StatusCode);
+        }
+        finally
+        {
+            // Redis comes back with what it held before: the device still active there.
+            await fx.Redis.StartAgainAsync();
+        }
+        // The instance that made the change writes it to Redis once Redis is back; no event says when.
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(fx.Redis.ConnectionString);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while ((string?)await redis.GetDatabase().HashGetAsync(RedisAdmissionStore.StandingKey(device), "status") != "revoked")
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), "the revocation never reached Redis");
+            await Task.Delay(20);
+        }
+        using var probe = await other.Client.SendAsync(Http.Post("/v1/messages/count_tokens", """{"model":"claude-sonnet-4-5","messages":[]}""", bearer: token));
+        var (_, message) = await Http.AssertErrorAsync(probe, 401, "authentication_error");
+        Assert.Equal("this device has been revoked by an operator", message);
+    }
+
+    [Fact]
     public async Task Restore_keeps_tokens_issued_before_the_revocation_dead()
     {
         var db = await fx.Postgres.CreateDatabaseAsync();

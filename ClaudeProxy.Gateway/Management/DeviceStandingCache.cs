@@ -26,6 +26,10 @@ public sealed partial class DeviceStandingCache(
     public static readonly TimeSpan Ttl = TimeSpan.FromSeconds(30);
     public static readonly RedisChannel Channel = RedisChannel.Literal("claudeproxy:device-changed");
     private readonly ConcurrentDictionary<string, Entry> _cache = new(StringComparer.Ordinal);
+    // Devices whose change is committed in Postgres but not yet written to Redis (it was away).
+    private readonly ConcurrentDictionary<string, byte> _unshared = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _sharing = Task.CompletedTask;
     private int _warned;
 
     private sealed record Entry(DeviceStanding Standing, DateTimeOffset Expires);
@@ -94,17 +98,16 @@ public sealed partial class DeviceStandingCache(
     public async Task ChangedAsync(string deviceId)
     {
         _cache.TryRemove(deviceId, out _);
-        if (store is not null)
+        if (store is not null && !await ShareAsync(deviceId))
         {
-            try
-            {
-                await store.WriteStandingAsync(deviceId, await ReadAsync(deviceId, CancellationToken.None), operatorChange: true);
-            }
-            catch (Exception e) when (e is RedisException or TimeoutException)
-            {
-                LogNotShared(logger, deviceId, e.GetType().Name);
-            }
+            LogNotShared(logger, deviceId);
+            _unshared[deviceId] = 0;
         }
+        await PublishAsync(deviceId);
+    }
+
+    private async Task PublishAsync(string deviceId)
+    {
         if (redis is not null)
         {
             try
@@ -118,8 +121,53 @@ public sealed partial class DeviceStandingCache(
         }
     }
 
+    private async Task<bool> ShareAsync(string deviceId)
+    {
+        if (store is not { IsConnected: true })
+        {
+            return false;
+        }
+        try
+        {
+            await store.WriteStandingAsync(deviceId, await ReadAsync(deviceId, CancellationToken.None), operatorChange: true);
+            return true;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Redis away, or, when retried later, Postgres as well: the next round tries again.
+            return false;
+        }
+    }
+
+    /// <summary>Writes the standing of every device changed while Redis was away, once it is back, from Postgres as it is then.</summary>
+    private async Task ShareLaterAsync(CancellationToken stopping)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1), time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stopping))
+            {
+                foreach (var deviceId in _unshared.Keys)
+                {
+                    if (await ShareAsync(deviceId))
+                    {
+                        _unshared.TryRemove(deviceId, out _);
+                        await PublishAsync(deviceId);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        if (store is not null)
+        {
+            _sharing = ShareLaterAsync(_stopping.Token);
+        }
         if (redis is null)
         {
             return;
@@ -134,11 +182,15 @@ public sealed partial class DeviceStandingCache(
         }
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync();
+        await _sharing;
+    }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Device standing could not be refreshed ({Reason}); the last known standing is used")]
     private static partial void LogUnavailable(ILogger logger, string reason);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "The standing of device {DeviceId} is stored in Postgres but could not be written to Redis ({Reason}): instances check the old standing until it is changed again")]
-    private static partial void LogNotShared(ILogger logger, string deviceId, string reason);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The standing of device {DeviceId} is stored in Postgres but Redis is away: it is written there once Redis is back")]
+    private static partial void LogNotShared(ILogger logger, string deviceId);
 }
