@@ -143,7 +143,12 @@ public sealed class ManagementApiTests(StackFixture fx) : IClassFixture<StackFix
             await Http.AssertErrorAsync(refused, 401, "authentication_error");
         }
         Assert.Equal("active", (await JsonAsync(await manage.PostAsync("/manage/v1/devices/wants-in/restore", null))).GetProperty("status").GetString());
-        using (var back = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))
+        using (var old = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))
+        {
+            // A token from before the revocation stays refused: the device refreshes for one of the new policy version.
+            await Http.AssertErrorAsync(old, 401, "authentication_error");
+        }
+        using (var back = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: await gateway.BootstrapAsync("wants-in"))))
         {
             Assert.Equal(HttpStatusCode.OK, back.StatusCode);
         }

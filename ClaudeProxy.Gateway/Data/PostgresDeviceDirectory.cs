@@ -13,8 +13,9 @@ public sealed record BootstrapOptions(BootstrapMode Mode);
 /// approval mode a new device waits as pending; in closed mode only known devices get tokens. A device's first key
 /// is enrolled with a conditional update, so of two enrolments at once exactly one key is kept.
 /// </summary>
-public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> contexts, ConfiguredDeviceDirectory defaults,
-    GatewayOptions options, BootstrapOptions bootstrap, TimeProvider time) : IDeviceDirectory
+public sealed partial class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> contexts, ConfiguredDeviceDirectory defaults,
+    GatewayOptions options, BootstrapOptions bootstrap, TimeProvider time, ILogger<PostgresDeviceDirectory> logger,
+    Limits.RedisAdmissionStore? standing = null) : IDeviceDirectory
 {
     private readonly BootstrapMode mode = bootstrap.Mode;
 
@@ -60,6 +61,7 @@ public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> 
             try
             {
                 await db.SaveChangesAsync(cancellationToken);
+                await SeedStandingAsync(device);
                 return Admit(device);
             }
             catch (DbUpdateException)
@@ -92,6 +94,7 @@ public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> 
         device.LastSeen = now;
         device.AppVersion = request.AppVersion ?? device.AppVersion;
         await db.SaveChangesAsync(cancellationToken);
+        await SeedStandingAsync(device);
         return Admit(device);
     }
 
@@ -109,11 +112,36 @@ public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> 
         }
         device.LastSeen = time.GetUtcNow();
         await db.SaveChangesAsync(cancellationToken);
+        await SeedStandingAsync(device);
         return Admit(device);
     }
 
     private static bool IsItsKey(DeviceRecord device, DeviceKey? key) =>
         device.PublicKey is null || string.Equals(device.PublicKey, key?.PublicKey, StringComparison.Ordinal);
+
+    /// <summary>
+    /// Gives Redis the device's standing if it has none yet, so that its first request needs no seed; a standing Redis
+    /// already holds is an operator's to change, never a bootstrap's.
+    /// </summary>
+    private async Task SeedStandingAsync(DeviceRecord device)
+    {
+        if (standing is not { IsConnected: true })
+        {
+            return;
+        }
+        try
+        {
+            await standing.WriteStandingAsync(device.DeviceId, new Limits.DeviceStanding(device.Status, device.PolicyVersion), operatorChange: false);
+        }
+        catch (Exception e) when (e is StackExchange.Redis.RedisException or TimeoutException)
+        {
+            // The admission script seeds it from Postgres instead.
+            LogStandingNotSeeded(logger, e.GetType().Name);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "A device's standing could not be given to Redis at bootstrap ({Reason})")]
+    private static partial void LogStandingNotSeeded(ILogger logger, string reason);
 
     private static DeviceAdmission Admit(DeviceRecord device) => device.Status switch
     {

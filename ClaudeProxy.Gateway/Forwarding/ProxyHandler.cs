@@ -44,7 +44,7 @@ public sealed partial class ProxyHandler(
         RequestBody? body = null;
         try
         {
-            var identity = await authenticator.AuthenticateAsync(context);
+            var identity = await authenticator.AuthenticateTokenAsync(context);
             if (identity is null)
             {
                 metrics.Rejected("authentication");
@@ -79,11 +79,11 @@ public sealed partial class ProxyHandler(
             var (periodStart, periodEnd, periodId) = SpendPeriods.Of(limitOptions.SpendPeriod, time.GetUtcNow());
             var reserve = Reservation(route, identity, body);
             var request = new AdmissionRequest(identity.DeviceId, identity.RateLimit, options.RateLimitWindow,
-                identity.TokenLimit ?? limitOptions.TokenLimitPerMinute, Micros(identity.SpendCap), reserve, periodId, periodStart, periodEnd);
+                identity.TokenLimit ?? limitOptions.TokenLimitPerMinute, Micros(identity.SpendCap), reserve, periodId, periodStart, periodEnd, identity.PolicyVersion);
             var decision = await admission.AdmitAsync(request, context.RequestAborted);
             if (decision.Outcome != AdmissionOutcome.Admitted)
             {
-                await WriteRefusalAsync(context, decision, identity, request);
+                await WriteRefusalAsync(context, decision, request);
                 return;
             }
             metrics.Admitted(route.Name());
@@ -194,8 +194,7 @@ public sealed partial class ProxyHandler(
         });
         metrics.Usage(model, counts.TotalInput, counts.Output ?? 0, cost, elapsed.TotalSeconds, ttfb / 1000);
 
-        admission.Settle(new Settlement(identity.DeviceId, request.SpendPeriodId, decision.Reserved ? request.ReserveMicros : 0,
-            CeilMicros(cost ?? 0m), counts.TotalInput + (counts.Output ?? 0)), request.SpendPeriodEnd - request.SpendPeriodStart + TimeSpan.FromDays(1));
+        admission.Settle(request, decision, CeilMicros(cost ?? 0m), counts.TotalInput + (counts.Output ?? 0));
     }
 
     /// <summary>The worst case this request can cost, reserved against the cap before it is forwarded.</summary>
@@ -210,44 +209,9 @@ public sealed partial class ProxyHandler(
         return worst is decimal w ? CeilMicros(w) : 0;
     }
 
-    private async Task WriteRefusalAsync(HttpContext context, Admission decision, DeviceIdentity identity, AdmissionRequest request)
-    {
-        var headers = context.Response.Headers;
-        switch (decision.Outcome)
-        {
-            case AdmissionOutcome.RateLimited:
-                metrics.Rejected("rate_limit");
-                WriteRateHeaders(context, decision.Rate);
-                await ApiErrors.WriteAsync(context, 429, "rate_limit_error",
-                    $"rate limit of {decision.Rate.Limit} requests per {FormatSeconds(options.RateLimitWindow)} reached for this device");
-                break;
-            case AdmissionOutcome.TokenBudgetExhausted:
-                metrics.Rejected("token_budget");
-                var limit = request.TokenLimit ?? 0;
-                headers["retry-after"] = Seconds(decision.RetryAfter);
-                headers["anthropic-ratelimit-tokens-limit"] = limit.ToString(CultureInfo.InvariantCulture);
-                headers["anthropic-ratelimit-tokens-remaining"] = "0";
-                headers["anthropic-ratelimit-tokens-reset"] = Rfc3339(time.GetUtcNow() + decision.RetryAfter);
-                await ApiErrors.WriteAsync(context, 429, "rate_limit_error",
-                    $"token budget of {limit} tokens per minute reached for this device ({decision.TokensUsed} used)");
-                break;
-            case AdmissionOutcome.SpendCapReached:
-                metrics.Rejected("spend_cap");
-                await ApiErrors.WriteAsync(context, 429, "rate_limit_error",
-                    $"spend cap of {identity.SpendCap:0.00####} USD per {limitOptions.SpendPeriod.ToString().ToLowerInvariant()} reached for this device " +
-                    $"({decision.SpentMicros / (decimal)MicrosPerDollar:0.00####} USD spent or reserved); it resets at {Rfc3339(request.SpendPeriodEnd)}");
-                break;
-            case AdmissionOutcome.SpendUnknown:
-                metrics.Rejected("spend_unknown");
-                await ApiErrors.WriteAsync(context, 503, "api_error",
-                    "the gateway cannot read this device's spend for its cap right now (Postgres is unavailable); retry shortly");
-                break;
-            default:
-                metrics.Rejected("redis_unavailable");
-                await ApiErrors.WriteAsync(context, 503, "api_error", "the gateway cannot check limits right now (Redis is unavailable); retry shortly");
-                break;
-        }
-    }
+    /// <summary>Limits/Refusals says what each refusal looks like to the client.</summary>
+    private Task WriteRefusalAsync(HttpContext context, Admission decision, AdmissionRequest request) =>
+        Refusals.WriteAsync(context, decision, request, limitOptions.SpendPeriod, metrics, time);
 
     private async Task WriteBreakerOpenAsync(HttpContext context)
     {
@@ -308,8 +272,6 @@ public sealed partial class ProxyHandler(
     private static string Seconds(TimeSpan span) => Math.Max(1, (int)Math.Ceiling(span.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
 
     private static string Rfc3339(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
-
-    private static string FormatSeconds(TimeSpan span) => span.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture) + " s";
 
     private static long Micros(decimal? usd) => usd is decimal d ? CeilMicros(d) : AdmissionRequest.NoCap;
 

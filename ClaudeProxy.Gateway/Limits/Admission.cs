@@ -3,6 +3,7 @@ namespace ClaudeProxy.Gateway.Limits;
 /// <summary>
 /// Everything one request must pass before it is forwarded, checked and reserved in one atomic step.
 /// <see cref="SpendCapMicros"/> is <see cref="NoCap"/> when the device has no cap; a cap of 0 refuses every request.
+/// <see cref="PolicyVersion"/> is the token's, compared with the device's current standing.
 /// </summary>
 public sealed record AdmissionRequest(
     string DeviceId,
@@ -13,16 +14,58 @@ public sealed record AdmissionRequest(
     long ReserveMicros,
     string SpendPeriodId,
     DateTimeOffset SpendPeriodStart,
-    DateTimeOffset SpendPeriodEnd)
+    DateTimeOffset SpendPeriodEnd,
+    int PolicyVersion)
 {
     public const long NoCap = -1;
 }
 
-public enum AdmissionOutcome { Admitted, RateLimited, TokenBudgetExhausted, SpendCapReached, Unavailable, SpendUnknown }
+/// <summary>
+/// What admission decided. The values up to <see cref="UnknownDevice"/> are the codes the Redis admission script
+/// returns (it is written from this enum), so the script and the C# side cannot disagree.
+/// </summary>
+public enum AdmissionOutcome
+{
+    /// <summary>Admitted: the request limit slot and any spend reservation are recorded.</summary>
+    Admitted = 0,
+    /// <summary>The device's request limit for the window is used up.</summary>
+    RateLimited = 1,
+    /// <summary>The device's token budget for the last minute is used up.</summary>
+    TokenBudgetExhausted = 2,
+    /// <summary>The worst case of this request would take the device past its spend cap.</summary>
+    SpendCapReached = 3,
+    /// <summary>The store lacks the device's standing or spend counter and asks for a seed (never leaves the service).</summary>
+    SeedNeeded = 4,
+    /// <summary>An operator revoked the device.</summary>
+    Revoked = 5,
+    /// <summary>The device waits for an operator's approval.</summary>
+    Pending = 6,
+    /// <summary>The token carries an older policy version than the device's: it must be refreshed.</summary>
+    PolicyStale = 7,
+    /// <summary>No record of the device, and the bootstrap mode admits only registered devices.</summary>
+    UnknownDevice = 8,
+    /// <summary>Redis is down and the failure mode is closed.</summary>
+    Unavailable = 20,
+    /// <summary>The device's spend this period could not be read from Postgres to rebuild its counter.</summary>
+    SpendUnknown = 21,
+}
+
+/// <summary>Which store made a reservation, so that its settlement goes back to the same one.</summary>
+public enum AdmissionStore
+{
+    /// <summary>Nothing was reserved anywhere (refused, or Redis down in closed mode).</summary>
+    None = 0,
+    /// <summary>The shared counters in Redis.</summary>
+    Redis = 1,
+    /// <summary>This process's counters (no Redis, or Redis away in open mode).</summary>
+    Memory = 2,
+}
 
 /// <summary>
 /// The decision. <see cref="Rate"/> describes the device's request limit; for a token budget refusal
 /// <see cref="TokensUsed"/> and <see cref="RetryAfter"/> say how far over it is and for how long.
+/// <see cref="Store"/> says where the admission was recorded; <see cref="Generation"/> identifies the Redis spend
+/// counter the reservation went into (a counter rebuilt after Redis lost it has another).
 /// </summary>
 public readonly record struct Admission(
     AdmissionOutcome Outcome,
@@ -30,22 +73,60 @@ public readonly record struct Admission(
     TimeSpan RetryAfter = default,
     long TokensUsed = 0,
     long SpentMicros = 0,
-    bool Reserved = false);
+    bool Reserved = false,
+    AdmissionStore Store = AdmissionStore.None,
+    long Generation = 0);
 
-/// <summary>What a request really cost, to settle its reservation and feed the token budget.</summary>
-public sealed record Settlement(string DeviceId, string SpendPeriodId, long ReservedMicros, long ActualMicros, long Tokens);
+/// <summary>
+/// What a request really cost, to settle its reservation and feed the token budget. <see cref="Generation"/> is the
+/// Redis spend counter's (0 when not known): a settlement never adjusts a counter rebuilt since its reservation.
+/// </summary>
+public sealed record Settlement(string DeviceId, string SpendPeriodId, long ReservedMicros, long ActualMicros, long Tokens,
+    DateTimeOffset SpendPeriodEnd = default, long Generation = 0);
 
 /// <summary>What the limiter decided about a request limit, and what to tell the client about it.</summary>
 public readonly record struct RateDecision(bool Allowed, int Limit, int Remaining, DateTimeOffset ResetAt, TimeSpan RetryAfter);
 
-/// <summary>Where limits and reservations live: Redis across instances, or this process.</summary>
-public interface IAdmissionStore
+/// <summary>
+/// A device's standing as the limiter checks it: its status (<c>active</c>, <c>pending</c>, <c>revoked</c>, or
+/// <see cref="Unknown"/> when there is no record of it) and its current policy version.
+/// </summary>
+public readonly record struct DeviceStanding(string Status, int PolicyVersion)
 {
-    /// <param name="spentSeedMicros">What the device already spent this period, when the store has lost its counter; null asks the store whether it has one.</param>
-    ValueTask<(Admission Admission, bool NeedsSeed)> AdmitAsync(AdmissionRequest request, long? spentSeedMicros, CancellationToken cancellationToken);
+    public const string Active = "active";
+    public const string Pending = "pending";
+    public const string Revoked = "revoked";
+    public const string Unknown = "unknown";
 
-    ValueTask SettleAsync(Settlement settlement, TimeSpan spendTtl, CancellationToken cancellationToken);
+    /// <summary>The same rules as the admission script: revoked, pending, unknown (when refused), or an older token.</summary>
+    public AdmissionOutcome Check(int tokenPolicyVersion, bool refuseUnknown) => Status switch
+    {
+        Revoked => AdmissionOutcome.Revoked,
+        Pending => AdmissionOutcome.Pending,
+        Unknown => refuseUnknown ? AdmissionOutcome.UnknownDevice : AdmissionOutcome.Admitted,
+        _ when tokenPolicyVersion < PolicyVersion => AdmissionOutcome.PolicyStale,
+        _ => AdmissionOutcome.Admitted,
+    };
+}
 
-    /// <summary>A plain request limit on any key (the per-IP bootstrap limit).</summary>
-    ValueTask<RateDecision> AcquireAsync(string key, int limit, TimeSpan window, CancellationToken cancellationToken);
+/// <summary>
+/// Where device standing comes from when Redis does not hold it: the durable record, and a local cache of it for
+/// when Redis is away. Registered only with device records (Postgres); without them standing is not checked.
+/// </summary>
+public interface IDeviceStandingSource
+{
+    /// <summary>True when a device with no record is refused (closed bootstrap mode).</summary>
+    bool RefusesUnknown { get; }
+
+    /// <summary>The durable record's standing (<see cref="DeviceStanding.Unknown"/> without a record). Throws when it cannot be read.</summary>
+    ValueTask<DeviceStanding> ReadAsync(string deviceId, CancellationToken cancellationToken);
+
+    /// <summary>The answer without Redis: from this instance's cache, filled from the durable record.</summary>
+    ValueTask<AdmissionOutcome> CheckLocallyAsync(string deviceId, int tokenPolicyVersion, CancellationToken cancellationToken);
+}
+
+/// <summary>How many gateway instances are alive now, as last counted; null when never counted.</summary>
+public interface ILiveInstances
+{
+    int? LiveCount { get; }
 }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using ClaudeProxy.Gateway.Telemetry;
 using StackExchange.Redis;
 
@@ -6,82 +7,258 @@ namespace ClaudeProxy.Gateway.Limits;
 /// <summary>
 /// Admits requests against the shared Redis limits, and decides what happens when Redis is away: in
 /// <see cref="RedisFailureMode.Open"/> the in-process limits take over (warned once per outage, counted, reported
-/// degraded in /readyz); in <see cref="RedisFailureMode.Closed"/> requests are refused. Redis limits resume by
-/// themselves once the connection is back.
+/// degraded in /readyz), each instance spending at most its share of what the device had left; in
+/// <see cref="RedisFailureMode.Closed"/> requests are refused. Redis limits resume by themselves once the
+/// connection is back. A reservation is settled in the store that made it; a settlement Redis cannot take is
+/// retried until it lands.
 /// </summary>
 public sealed partial class AdmissionService(
     InMemoryAdmissionStore memory,
     LimitOptions options,
     ISpendHistory history,
     GatewayMetrics metrics,
+    LimitMetrics limitMetrics,
     ILogger<AdmissionService> logger,
-    RedisAdmissionStore? redis = null)
+    RedisAdmissionStore? redis = null,
+    SettlementRetries? retries = null,
+    IDeviceStandingSource? standing = null,
+    ILiveInstances? instances = null)
 {
     private int _degraded;
+    private int _standingWarned;
+    // The device's spend and counter generation in the last Redis answer this instance had, this spend period.
+    private readonly ConcurrentDictionary<string, LastView> _views = new(StringComparer.Ordinal);
+    private string _viewPeriod = "";
+
+    private sealed class LastView
+    {
+        public long Spent;
+        public long Generation;
+    }
 
     public bool UsesRedis => redis is not null;
 
     /// <summary>True while Redis is configured but unavailable.</summary>
     public bool Degraded => Volatile.Read(ref _degraded) == 1;
 
+    /// <summary>How many instances share a device's remaining spend while Redis is away.</summary>
+    public int FailOpenShare => Math.Max(1, options.FailOpenInstances ?? instances?.LiveCount ?? LimitOptions.DefaultFailOpenInstances);
+
     public async ValueTask<Admission> AdmitAsync(AdmissionRequest request, CancellationToken cancellationToken)
     {
-        var store = await StoreAsync();
-        if (store is null)
+        if (redis is not null)
         {
-            return new Admission(AdmissionOutcome.Unavailable, default);
+            if (redis.IsConnected)
+            {
+                if (Interlocked.Exchange(ref _degraded, 0) == 1)
+                {
+                    LogRedisBack(logger);
+                    memory.Clear();
+                }
+                try
+                {
+                    return await AdmitInRedisAsync(redis, request, cancellationToken);
+                }
+                catch (Exception e) when (IsRedisFailure(e))
+                {
+                    MarkDegraded(e);
+                }
+            }
+            else
+            {
+                MarkDegraded(null);
+            }
+            if (options.FailureMode == RedisFailureMode.Closed)
+            {
+                return new Admission(AdmissionOutcome.Unavailable, default);
+            }
+            metrics.RedisFallback();
         }
-        try
-        {
-            return await AdmitWithAsync(store, request, cancellationToken);
-        }
-        catch (Exception e) when (store == redis && IsRedisFailure(e))
-        {
-            return await FallbackAsync(s => AdmitWithAsync(s, request, cancellationToken), e);
-        }
+        return await AdmitInMemoryAsync(request, cancellationToken);
     }
 
-    private async ValueTask<Admission> AdmitWithAsync(IAdmissionStore store, AdmissionRequest request, CancellationToken cancellationToken)
+    private async ValueTask<Admission> AdmitInRedisAsync(RedisAdmissionStore store, AdmissionRequest request, CancellationToken cancellationToken)
     {
-        var (admission, needsSeed) = await store.AdmitAsync(request, null, cancellationToken);
-        if (needsSeed)
+        var check = standing is not null;
+        var refuseUnknown = standing?.RefusesUnknown == true;
+        var (admission, needed) = await store.AdmitAsync(request, check, refuseUnknown, null, null);
+        DeviceStanding? standingSeed = null;
+        long? spendSeed = null;
+        // The script asks for what it lacks instead of guessing; a second ask can only come from a counter that
+        // expired in between, so two rounds of seeds are enough.
+        for (var round = 0; needed != RedisAdmissionStore.Seeds.None && round < 2; round++)
         {
-            long seed;
-            try
+            if (needed.HasFlag(RedisAdmissionStore.Seeds.Standing))
             {
-                seed = await history.SpentMicrosAsync(request.DeviceId, request.SpendPeriodStart, cancellationToken);
+                standingSeed = await ReadStandingAsync(request.DeviceId, cancellationToken);
             }
-            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            if (needed.HasFlag(RedisAdmissionStore.Seeds.Spend))
             {
-                // Nothing was recorded for this request yet (the store asks before it admits). Without what the
-                // device already spent this period its cap cannot be checked, and a cap is not guessed at.
-                LogSpendUnknown(logger, e.GetType().Name);
-                return new Admission(AdmissionOutcome.SpendUnknown, default);
+                try
+                {
+                    spendSeed = await history.SpentMicrosAsync(request.DeviceId, request.SpendPeriodStart, cancellationToken);
+                }
+                catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+                {
+                    // Nothing was recorded for this request yet (the script asks before it admits). Without what the
+                    // device already spent this period its cap cannot be checked, and a cap is not guessed at.
+                    LogSpendUnknown(logger, e.GetType().Name);
+                    return new Admission(AdmissionOutcome.SpendUnknown, default);
+                }
             }
-            (admission, _) = await store.AdmitAsync(request, seed, cancellationToken);
+            (admission, needed) = await store.AdmitAsync(request, check, refuseUnknown, standingSeed, spendSeed);
+        }
+        if (needed != RedisAdmissionStore.Seeds.None)
+        {
+            return new Admission(AdmissionOutcome.SpendUnknown, default);
+        }
+        if (request.SpendCapMicros >= 0 && admission.Generation != 0)
+        {
+            Remember(request, admission);
         }
         return admission;
     }
 
-    /// <summary>
-    /// Settles without waiting for the answer: the command is written to the Redis connection before this returns,
-    /// so this instance's later commands for the device are ordered after it, and the request that caused it
-    /// does not wait a round trip for bookkeeping.
-    /// </summary>
-    public void Settle(Settlement settlement, TimeSpan spendTtl)
+    private async ValueTask<DeviceStanding> ReadStandingAsync(string deviceId, CancellationToken cancellationToken)
     {
-        var pending = SettleAsync(settlement, spendTtl, CancellationToken.None);
-        if (!pending.IsCompletedSuccessfully)
+        try
         {
-            _ = ObserveAsync(pending);
+            return await standing!.ReadAsync(deviceId, cancellationToken);
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+        {
+            // A device Redis has never seen, while Postgres is away: let it through rather than refuse every such
+            // device, and store nothing, so the next request asks again.
+            if (Interlocked.Exchange(ref _standingWarned, 1) == 0)
+            {
+                LogStandingUnknown(logger, e.GetType().Name);
+            }
+            return new DeviceStanding(RedisAdmissionStore.StandingUnreadable, 0);
         }
     }
 
-    private async Task ObserveAsync(ValueTask pending)
+    private void Remember(AdmissionRequest request, Admission admission)
+    {
+        if (!ReferenceEquals(_viewPeriod, request.SpendPeriodId) && _viewPeriod != request.SpendPeriodId)
+        {
+            _views.Clear();
+            _viewPeriod = request.SpendPeriodId;
+        }
+        var view = _views.GetOrAdd(request.DeviceId, static _ => new LastView());
+        Volatile.Write(ref view.Spent, admission.SpentMicros);
+        Volatile.Write(ref view.Generation, admission.Generation);
+    }
+
+    private async ValueTask<Admission> AdmitInMemoryAsync(AdmissionRequest request, CancellationToken cancellationToken)
+    {
+        if (standing is not null)
+        {
+            var verdict = await standing.CheckLocallyAsync(request.DeviceId, request.PolicyVersion, cancellationToken);
+            if (verdict != AdmissionOutcome.Admitted)
+            {
+                return new Admission(verdict, default);
+            }
+        }
+        var (admission, needsSeed) = await memory.AdmitAsync(request, null);
+        if (!needsSeed)
+        {
+            return admission;
+        }
+        long seed;
+        if (redis is not null && _viewPeriod == request.SpendPeriodId && _views.TryGetValue(request.DeviceId, out var view))
+        {
+            seed = Share(request.SpendCapMicros, Volatile.Read(ref view.Spent));
+        }
+        else
+        {
+            long spent;
+            try
+            {
+                spent = await history.SpentMicrosAsync(request.DeviceId, request.SpendPeriodStart, cancellationToken);
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            {
+                LogSpendUnknown(logger, e.GetType().Name);
+                return new Admission(AdmissionOutcome.SpendUnknown, default);
+            }
+            seed = redis is null ? spent : Share(request.SpendCapMicros, spent);
+        }
+        (admission, _) = await memory.AdmitAsync(request, seed);
+        return admission;
+    }
+
+    /// <summary>
+    /// The in-process counter to start from while Redis is away: what is left of the cap, divided among the live
+    /// instances, so that together they spend at most what was left.
+    /// </summary>
+    private long Share(long capMicros, long spentMicros)
+    {
+        var remaining = Math.Max(0, capMicros - spentMicros);
+        return capMicros - remaining / FailOpenShare;
+    }
+
+    /// <summary>
+    /// Settles without waiting for the answer, in the store that made the reservation. In Redis the command is
+    /// written to the connection before this returns, so this instance's later commands for the device are ordered
+    /// after it; if Redis cannot take it, it is queued and retried until it lands. Spend made in process while Redis
+    /// was away is added to the Redis counter it will return to.
+    /// </summary>
+    public void Settle(AdmissionRequest request, Admission decision, long actualMicros, long tokens)
+    {
+        var settlement = new Settlement(request.DeviceId, request.SpendPeriodId, decision.Reserved ? request.ReserveMicros : 0, actualMicros, tokens,
+            request.SpendPeriodEnd, decision.Generation);
+        switch (decision.Store)
+        {
+            case AdmissionStore.Redis:
+                SettleInRedis(settlement);
+                break;
+            case AdmissionStore.Memory:
+                memory.Settle(settlement);
+                if (redis is not null && actualMicros > 0 && request.SpendCapMicros >= 0 && _views.TryGetValue(request.DeviceId, out var view)
+                    && Volatile.Read(ref view.Generation) is var generation and not 0)
+                {
+                    SettleInRedis(settlement with { ReservedMicros = 0, Tokens = 0, Generation = generation });
+                }
+                break;
+        }
+    }
+
+    private void SettleInRedis(Settlement settlement)
+    {
+        if (redis is null || retries is null)
+        {
+            return;
+        }
+        if (!redis.IsConnected)
+        {
+            retries.Enqueue(settlement);
+            return;
+        }
+        var pending = redis.SettleAsync(settlement);
+        if (!pending.IsCompletedSuccessfully)
+        {
+            _ = ObserveAsync(pending, settlement);
+        }
+    }
+
+    private async Task ObserveAsync(ValueTask pending, Settlement settlement)
     {
         try
         {
             await pending;
+        }
+        catch (Exception e) when (IsRedisFailure(e))
+        {
+            if (e is RedisConnectionException { CommandStatus: CommandStatus.Sent } or RedisTimeoutException { Commandstatus: CommandStatus.Sent })
+            {
+                // Redis may have applied it before the connection broke: applying it twice would be as wrong as never.
+                limitMetrics.SettlementDropped("outcome_unknown");
+                LogSettleFailed(logger, e.GetType().Name);
+            }
+            else
+            {
+                retries!.Enqueue(settlement);
+            }
         }
         catch (Exception e)
         {
@@ -89,65 +266,32 @@ public sealed partial class AdmissionService(
         }
     }
 
-    public async ValueTask SettleAsync(Settlement settlement, TimeSpan spendTtl, CancellationToken cancellationToken)
-    {
-        var store = await StoreAsync() ?? (IAdmissionStore)memory;
-        try
-        {
-            await store.SettleAsync(settlement, spendTtl, cancellationToken);
-        }
-        catch (Exception e) when (store == redis && IsRedisFailure(e))
-        {
-            LogSettleFailed(logger, e.GetType().Name);
-        }
-    }
-
     public async ValueTask<RateDecision?> AcquireAsync(string key, int limit, TimeSpan window, CancellationToken cancellationToken)
     {
-        var store = await StoreAsync();
-        if (store is null)
+        if (redis is not null)
         {
-            return null;
-        }
-        try
-        {
-            return await store.AcquireAsync(key, limit, window, cancellationToken);
-        }
-        catch (Exception e) when (store == redis && IsRedisFailure(e))
-        {
-            return await FallbackAsync<RateDecision?>(async s => await s.AcquireAsync(key, limit, window, cancellationToken), e);
-        }
-    }
-
-    /// <summary>The store to use now, or null when Redis is down and the mode is closed.</summary>
-    private ValueTask<IAdmissionStore?> StoreAsync()
-    {
-        if (redis is null)
-        {
-            return ValueTask.FromResult<IAdmissionStore?>(memory);
-        }
-        if (redis.IsConnected)
-        {
-            if (Interlocked.Exchange(ref _degraded, 0) == 1)
+            if (redis.IsConnected)
             {
-                LogRedisBack(logger);
-                memory.Clear();
+                try
+                {
+                    return await redis.AcquireAsync(key, limit, window);
+                }
+                catch (Exception e) when (IsRedisFailure(e))
+                {
+                    MarkDegraded(e);
+                }
             }
-            return ValueTask.FromResult<IAdmissionStore?>(redis);
+            else
+            {
+                MarkDegraded(null);
+            }
+            if (options.FailureMode == RedisFailureMode.Closed)
+            {
+                return null;
+            }
+            metrics.RedisFallback();
         }
-        MarkDegraded(null);
-        return ValueTask.FromResult<IAdmissionStore?>(options.FailureMode == RedisFailureMode.Open ? memory : null);
-    }
-
-    private async ValueTask<T> FallbackAsync<T>(Func<IAdmissionStore, ValueTask<T>> inMemory, Exception error)
-    {
-        MarkDegraded(error);
-        if (options.FailureMode == RedisFailureMode.Closed)
-        {
-            return typeof(T) == typeof(Admission) ? (T)(object)new Admission(AdmissionOutcome.Unavailable, default) : default!;
-        }
-        metrics.RedisFallback();
-        return await inMemory(memory);
+        return await memory.AcquireAsync(key, limit, window);
     }
 
     private void MarkDegraded(Exception? error)
@@ -155,10 +299,6 @@ public sealed partial class AdmissionService(
         if (Interlocked.Exchange(ref _degraded, 1) == 0)
         {
             LogRedisDown(logger, options.FailureMode == RedisFailureMode.Open ? "limits are now kept in this process only" : "requests are refused until it is back", error?.GetType().Name ?? "not connected");
-        }
-        if (options.FailureMode == RedisFailureMode.Open && error is null)
-        {
-            metrics.RedisFallback();
         }
     }
 
@@ -172,6 +312,9 @@ public sealed partial class AdmissionService(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "A device's spend this period could not be read from Postgres ({Reason}): its request is refused until it can")]
     private static partial void LogSpendUnknown(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A device's standing could not be read from Postgres ({Reason}): it is not checked until it can")]
+    private static partial void LogStandingUnknown(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not settle a request in Redis ({Reason})")]
     private static partial void LogSettleFailed(ILogger logger, string reason);

@@ -5,17 +5,19 @@ namespace ClaudeProxy.Gateway.Limits;
 /// <summary>
 /// Limits in process memory: exact for one instance, and the fallback when Redis is away. The same rules as the
 /// Redis script: a sliding window log of admission times, per-second token buckets over the last minute, and a
-/// spend counter per period that a request reserves against before it is forwarded.
+/// spend counter per period that a request reserves against before it is forwarded. Plain limiter keys
+/// (<see cref="AcquireAsync"/>) are kept apart from device ids, so no device id can share an address's limit.
 /// </summary>
-public sealed class InMemoryAdmissionStore(TimeProvider time) : IAdmissionStore
+public sealed class InMemoryAdmissionStore(TimeProvider time)
 {
     private readonly ConcurrentDictionary<string, DeviceState> _states = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, DeviceState> _limiters = new(StringComparer.Ordinal);
     private long _calls;
 
-    public ValueTask<(Admission Admission, bool NeedsSeed)> AdmitAsync(AdmissionRequest request, long? spentSeedMicros, CancellationToken cancellationToken)
+    public ValueTask<(Admission Admission, bool NeedsSeed)> AdmitAsync(AdmissionRequest request, long? spentSeedMicros)
     {
         var now = time.GetUtcNow();
-        var state = State(request.DeviceId, now);
+        var state = State(_states, request.DeviceId, now);
         lock (state)
         {
             var rate = state.Log.Peek(now.UtcTicks, request.RateLimit, request.RateWindow.Ticks);
@@ -53,14 +55,14 @@ public sealed class InMemoryAdmissionStore(TimeProvider time) : IAdmissionStore
                 reserved = true;
             }
             var admitted = state.Log.Add(now.UtcTicks, request.RateLimit, request.RateWindow.Ticks);
-            return Result(new Admission(AdmissionOutcome.Admitted, admitted, SpentMicros: spent, Reserved: reserved));
+            return Result(new Admission(AdmissionOutcome.Admitted, admitted, SpentMicros: spent, Reserved: reserved, Store: AdmissionStore.Memory));
         }
     }
 
-    public ValueTask SettleAsync(Settlement settlement, TimeSpan spendTtl, CancellationToken cancellationToken)
+    public void Settle(Settlement settlement)
     {
         var now = time.GetUtcNow();
-        var state = State(settlement.DeviceId, now);
+        var state = State(_states, settlement.DeviceId, now);
         lock (state)
         {
             if (settlement.Tokens > 0)
@@ -72,13 +74,12 @@ public sealed class InMemoryAdmissionStore(TimeProvider time) : IAdmissionStore
                 state.Spend[settlement.SpendPeriodId] = spent - settlement.ReservedMicros + settlement.ActualMicros;
             }
         }
-        return ValueTask.CompletedTask;
     }
 
-    public ValueTask<RateDecision> AcquireAsync(string key, int limit, TimeSpan window, CancellationToken cancellationToken)
+    public ValueTask<RateDecision> AcquireAsync(string key, int limit, TimeSpan window)
     {
         var now = time.GetUtcNow();
-        var state = State(key, now);
+        var state = State(_limiters, key, now);
         lock (state)
         {
             var peek = state.Log.Peek(now.UtcTicks, limit, window.Ticks);
@@ -87,26 +88,36 @@ public sealed class InMemoryAdmissionStore(TimeProvider time) : IAdmissionStore
     }
 
     /// <summary>Forgets every counter: what a process restart would do. Used when Redis takes over again.</summary>
-    public void Clear() => _states.Clear();
+    public void Clear()
+    {
+        _states.Clear();
+        _limiters.Clear();
+    }
 
     private static ValueTask<(Admission, bool)> Result(Admission admission) => ValueTask.FromResult((admission, false));
 
-    private DeviceState State(string key, DateTimeOffset now)
+    private DeviceState State(ConcurrentDictionary<string, DeviceState> states, string key, DateTimeOffset now)
     {
         if (Interlocked.Increment(ref _calls) % 8192 == 0)
         {
-            foreach (var (k, s) in _states)
+            Sweep(_states, now);
+            Sweep(_limiters, now);
+        }
+        return states.GetOrAdd(key, static _ => new DeviceState());
+    }
+
+    private static void Sweep(ConcurrentDictionary<string, DeviceState> states, DateTimeOffset now)
+    {
+        foreach (var (k, s) in states)
+        {
+            lock (s)
             {
-                lock (s)
+                if (s.Idle(now))
                 {
-                    if (s.Idle(now))
-                    {
-                        _states.TryRemove(k, out _);
-                    }
+                    states.TryRemove(k, out _);
                 }
             }
         }
-        return _states.GetOrAdd(key, static _ => new DeviceState());
     }
 
     private sealed class DeviceState

@@ -1,4 +1,5 @@
 using ClaudeProxy.Gateway.Forwarding;
+using ClaudeProxy.Gateway.Telemetry;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using StackExchange.Redis;
@@ -13,6 +14,8 @@ public static class LimitsExtensions
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(BreakerOptions.Load(builder.Configuration));
         builder.Services.AddSingleton<InMemoryAdmissionStore>();
+        builder.Services.AddSingleton<SettlementQueueSize>();
+        builder.Services.AddSingleton<LimitMetrics>();
         builder.Services.TryAddSingleton<ISpendHistory, NoSpendHistory>();
 
         // Degraded, not unhealthy, in open mode: the instance still serves, with in-process limits.
@@ -20,14 +23,19 @@ public static class LimitsExtensions
         if (redis)
         {
             builder.Services.AddSingleton(sp => new RedisAdmissionStore(sp.GetRequiredService<IConnectionMultiplexer>()));
-            builder.Services.AddSingleton(sp => ActivatorUtilities.CreateInstance<AdmissionService>(sp, sp.GetRequiredService<RedisAdmissionStore>()));
+            builder.Services.AddSingleton<SettlementRetries>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<SettlementRetries>());
         }
         else
         {
-            builder.Services.AddSingleton(sp => ActivatorUtilities.CreateInstance<AdmissionService>(sp));
             builder.Services.AddHealthChecks().AddCheck("limits", () =>
                 HealthCheckResult.Healthy("no Redis configured: limits are kept in this process (one instance)"), ["ready"]);
         }
+        // Standing and live instances are registered later, by the concerns that own them; they are optional here.
+        builder.Services.AddSingleton(sp => new AdmissionService(
+            sp.GetRequiredService<InMemoryAdmissionStore>(), options, sp.GetRequiredService<ISpendHistory>(), sp.GetRequiredService<GatewayMetrics>(),
+            sp.GetRequiredService<LimitMetrics>(), sp.GetRequiredService<ILogger<AdmissionService>>(), sp.GetService<RedisAdmissionStore>(),
+            sp.GetService<SettlementRetries>(), sp.GetService<IDeviceStandingSource>(), sp.GetService<ILiveInstances>()));
         return builder;
     }
 }

@@ -4,22 +4,83 @@ using StackExchange.Redis;
 namespace ClaudeProxy.Gateway.Limits;
 
 /// <summary>
-/// Limits shared by every gateway instance: one Lua script, one round trip, checks the request limit (sliding
-/// window log in a sorted set), the token budget (per-second buckets in a hash) and the spend cap (a counter per
-/// period), and only when all pass records the admission and the spend reservation. Redis's own clock is used, so
-/// instances with skewed clocks still agree. Keys carry the device id as a hash tag, so one device's keys live in
-/// one Redis Cluster slot.
+/// Limits shared by every gateway instance: one Lua script, one round trip, checks the device's standing (status and
+/// policy version), the request limit (sliding window log in a sorted set), the token budget (per-second buckets in
+/// a hash) and the spend cap (a counter per period), and only when all pass records the admission and the spend
+/// reservation. Redis's own clock is used, so instances with skewed clocks still agree. Device keys carry the device
+/// id as a hash tag, so one device's keys live in one Redis Cluster slot; plain limiter keys live under
+/// <c>cp:lim:</c>, a key space no device id can reach.
 /// </summary>
-public sealed class RedisAdmissionStore(IConnectionMultiplexer redis) : IAdmissionStore
+public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
 {
     private static readonly ActivitySource Activity = new(TelemetryNames.GatewayActivitySource);
 
-    // KEYS: rate zset, token hash, spend counter. ARGV: limit, window ms, member, token limit (0 = off),
-    // cap micros (-1 = off, 0 = nothing may be spent), reserve micros, spend ttl ms, seed micros (-1 = unknown).
-    // Returns {code, count, reset_in_ms, tokens_used, spent, now_ms}; code 0 admitted, 1 rate, 2 tokens, 3 spend, 4 seed needed.
-    private const string AdmitScript = """
+    /// <summary>Seeds the admission script asked for, as bit flags in its last result.</summary>
+    [Flags]
+    public enum Seeds { None = 0, Standing = 1, Spend = 2 }
+
+    /// <summary>The standing seed for a device whose record could not be read: check nothing, store nothing.</summary>
+    public const string StandingUnreadable = "?";
+
+    // KEYS: rate zset, token hash, spend hash (s = spent, g = generation), standing hash (status, version).
+    // ARGV: limit, window ms, member, token limit (0 = off), cap micros (-1 = off, 0 = nothing may be spent),
+    // reserve micros, spend ttl ms, spend seed micros (-1 = none given), token policy version (-1 = standing not
+    // checked), standing seed status ('' = none given), standing seed version, refuse unknown devices (1/0).
+    // Returns {outcome, count, reset_in_ms, tokens_used, spent, now_ms, generation, seeds needed}.
+    private static readonly string AdmitScript = $$"""
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local version = tonumber(ARGV[9])
+        local cap = tonumber(ARGV[5])
+        local status = false
+        local current = 0
+        local seeds = 0
+        if version >= 0 then
+          local standing = redis.call('HMGET', KEYS[4], 'status', 'version')
+          status = standing[1]
+          current = tonumber(standing[2]) or 0
+          if not status and ARGV[10] == '' then seeds = {{(int)Seeds.Standing}} end
+        end
+        local spend = false
+        if cap >= 0 then
+          spend = redis.call('HMGET', KEYS[3], 's', 'g')
+          if not spend[1] and tonumber(ARGV[8]) < 0 then seeds = seeds + {{(int)Seeds.Spend}} end
+        end
+        if seeds > 0 then
+          return {{{(int)AdmissionOutcome.SeedNeeded}}, 0, 0, 0, 0, now, 0, seeds}
+        end
+        if version >= 0 then
+          if not status then
+            status = ARGV[10]
+            current = tonumber(ARGV[11])
+            if status ~= '{{StandingUnreadable}}' then
+              redis.call('HSET', KEYS[4], 'status', status, 'version', current)
+              if status == '{{DeviceStanding.Unknown}}' then redis.call('PEXPIRE', KEYS[4], {{UnknownStandingTtlMs}}) end
+            end
+          end
+          if status == '{{DeviceStanding.Revoked}}' then
+            return {{{(int)AdmissionOutcome.Revoked}}, 0, 0, 0, 0, now, 0, 0}
+          elseif status == '{{DeviceStanding.Pending}}' then
+            return {{{(int)AdmissionOutcome.Pending}}, 0, 0, 0, 0, now, 0, 0}
+          elseif status == '{{DeviceStanding.Unknown}}' then
+            if ARGV[12] == '1' then return {{{(int)AdmissionOutcome.UnknownDevice}}, 0, 0, 0, 0, now, 0, 0} end
+          elseif status ~= '{{StandingUnreadable}}' and version < current then
+            return {{{(int)AdmissionOutcome.PolicyStale}}, 0, 0, 0, 0, now, 0, 0}
+          end
+        end
+        local spent = 0
+        local gen = 0
+        if cap >= 0 then
+          if not spend[1] then
+            gen = now
+            spent = tonumber(ARGV[8])
+            redis.call('HSET', KEYS[3], 's', spent, 'g', gen)
+            redis.call('PEXPIRE', KEYS[3], ARGV[7])
+          else
+            spent = tonumber(spend[1])
+            gen = tonumber(spend[2]) or 0
+          end
+        end
         local limit = tonumber(ARGV[1])
         local window = tonumber(ARGV[2])
         redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
@@ -29,7 +90,7 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis) : IAdmissi
           reset = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]) + window - now
         end
         if count >= limit then
-          return {1, count, reset, 0, 0, now}
+          return {{{(int)AdmissionOutcome.RateLimited}}, count, reset, 0, spent, now, gen, 0}
         end
         local token_limit = tonumber(ARGV[4])
         if token_limit > 0 then
@@ -47,35 +108,25 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis) : IAdmissi
             end
           end
           if used >= token_limit then
-            return {2, count, (oldest + 61) * 1000 - now, used, 0, now}
+            return {{{(int)AdmissionOutcome.TokenBudgetExhausted}}, count, (oldest + 61) * 1000 - now, used, spent, now, gen, 0}
           end
         end
-        local cap = tonumber(ARGV[5])
-        local spent = 0
         if cap >= 0 then
-          local current = redis.call('GET', KEYS[3])
-          if not current then
-            local seed = tonumber(ARGV[8])
-            if seed < 0 then
-              return {4, count, reset, 0, 0, now}
-            end
-            redis.call('SET', KEYS[3], seed, 'PX', ARGV[7])
-            current = seed
-          end
-          spent = tonumber(current)
           local reserve = tonumber(ARGV[6])
           if spent + reserve > cap then
-            return {3, count, reset, 0, spent, now}
+            return {{{(int)AdmissionOutcome.SpendCapReached}}, count, reset, 0, spent, now, gen, 0}
           end
-          spent = redis.call('INCRBY', KEYS[3], reserve)
+          spent = redis.call('HINCRBY', KEYS[3], 's', reserve)
         end
         redis.call('ZADD', KEYS[1], now, ARGV[3])
         redis.call('PEXPIRE', KEYS[1], window)
         if count == 0 then reset = window end
-        return {0, count + 1, reset, 0, spent, now}
+        return {{{(int)AdmissionOutcome.Admitted}}, count + 1, reset, 0, spent, now, gen, 0}
         """;
 
-    // KEYS: token hash, spend counter. ARGV: tokens, spend delta micros, spend ttl ms.
+    // KEYS: token hash, spend hash. ARGV: tokens, spend delta micros, generation of the counter the reservation went
+    // into (or, for spend made in process while Redis was away, the one last seen). A counter rebuilt since is left
+    // alone: it was seeded from the usage Postgres holds.
     private const string SettleScript = """
         local t = redis.call('TIME')
         local tokens = tonumber(ARGV[1])
@@ -84,8 +135,11 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis) : IAdmissi
           redis.call('EXPIRE', KEYS[1], 120)
         end
         local delta = tonumber(ARGV[2])
-        if delta ~= 0 and redis.call('EXISTS', KEYS[2]) == 1 then
-          redis.call('INCRBY', KEYS[2], delta)
+        if delta ~= 0 then
+          local gen = redis.call('HGET', KEYS[2], 'g')
+          if gen and tonumber(gen) == tonumber(ARGV[3]) then
+            redis.call('HINCRBY', KEYS[2], 's', delta)
+          end
         end
         return 1
         """;
@@ -110,60 +164,109 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis) : IAdmissi
         return {1, count + 1, reset, now}
         """;
 
+    // KEYS: standing hash. ARGV: status, version, 1 = an operator's change (replaces anything not newer),
+    // 0 = a seed (only where nothing or an unknown device is recorded). A known device's standing never expires.
+    private const string StandingScript = """
+        local status = redis.call('HGET', KEYS[1], 'status')
+        local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
+        local incoming = tonumber(ARGV[2])
+        if ARGV[3] == '1' then
+          if status and version > incoming then return 0 end
+        elseif status and status ~= 'unknown' then
+          return 0
+        end
+        redis.call('HSET', KEYS[1], 'status', ARGV[1], 'version', incoming)
+        redis.call('PERSIST', KEYS[1])
+        return 1
+        """;
+
+    private const int UnknownStandingTtlMs = 30_000;
+
     public static string RateKey(string id) => "cp:{" + id + "}:rl";
     public static string TokenKey(string id) => "cp:{" + id + "}:tok";
-    public static string SpendKey(string id, string period) => "cp:{" + id + "}:spend:" + period;
+    public static string SpendKey(string id, string period) => "cp:{" + id + "}:cap:" + period;
+    public static string StandingKey(string id) => "cp:{" + id + "}:standing";
+    public static string LimiterKey(string key) => "cp:lim:{" + key + "}:rl";
 
     public bool IsConnected => redis.IsConnected;
 
-    public async ValueTask<(Admission Admission, bool NeedsSeed)> AdmitAsync(AdmissionRequest request, long? spentSeedMicros, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs the admission script. <paramref name="standingChecked"/> false leaves standing alone (no device records).
+    /// Returns the seeds the script asked for instead of deciding, when it lacks the device's standing or spend counter.
+    /// </summary>
+    public async ValueTask<(Admission Admission, Seeds Needed)> AdmitAsync(AdmissionRequest request, bool standingChecked, bool refuseUnknown,
+        DeviceStanding? standingSeed, long? spentSeedMicros)
     {
         using var activity = Activity.StartActivity("redis admit", ActivityKind.Client);
         var ttl = (long)Math.Max(1000, (request.SpendPeriodEnd - request.SpendPeriodStart).TotalMilliseconds + 86_400_000);
         var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(AdmitScript,
-            [RateKey(request.DeviceId), TokenKey(request.DeviceId), SpendKey(request.DeviceId, request.SpendPeriodId)],
+            [RateKey(request.DeviceId), TokenKey(request.DeviceId), SpendKey(request.DeviceId, request.SpendPeriodId), StandingKey(request.DeviceId)],
             [request.RateLimit, (long)request.RateWindow.TotalMilliseconds, Guid.NewGuid().ToString("N"), request.TokenLimit ?? 0,
-             request.SpendCapMicros, request.ReserveMicros, ttl, spentSeedMicros ?? -1]))!;
-        var code = (int)result[0];
+             request.SpendCapMicros, request.ReserveMicros, ttl, spentSeedMicros ?? -1, standingChecked ? Math.Max(0, request.PolicyVersion) : -1,
+             standingSeed?.Status ?? "", standingSeed?.PolicyVersion ?? 0, refuseUnknown ? 1 : 0]))!;
+        var outcome = (AdmissionOutcome)(int)result[0];
+        if (outcome == AdmissionOutcome.SeedNeeded)
+        {
+            return (default, (Seeds)(int)result[7]);
+        }
         var count = (int)result[1];
         var resetMs = Math.Max(0, (long)result[2]);
         var nowMs = (long)result[5];
+        var generation = (long)result[6];
         var resetAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs + resetMs);
         var limit = request.RateLimit;
-        return code switch
+        var admission = outcome switch
         {
-            0 => (new Admission(AdmissionOutcome.Admitted, new RateDecision(true, limit, limit - count, resetAt, TimeSpan.Zero),
-                SpentMicros: (long)result[4], Reserved: request.SpendCapMicros >= 0), false),
-            1 => (new Admission(AdmissionOutcome.RateLimited, new RateDecision(false, limit, 0, resetAt, TimeSpan.FromMilliseconds(resetMs)),
-                TimeSpan.FromMilliseconds(resetMs)), false),
-            2 => (new Admission(AdmissionOutcome.TokenBudgetExhausted, new RateDecision(true, limit, limit - count, resetAt, TimeSpan.Zero),
-                TimeSpan.FromMilliseconds(resetMs), TokensUsed: (long)result[3]), false),
-            3 => (new Admission(AdmissionOutcome.SpendCapReached, new RateDecision(true, limit, limit - count, resetAt, TimeSpan.Zero),
-                SpentMicros: (long)result[4]), false),
-            _ => (default, true),
+            AdmissionOutcome.Admitted => new Admission(outcome, new RateDecision(true, limit, limit - count, resetAt, TimeSpan.Zero),
+                SpentMicros: (long)result[4], Reserved: request.SpendCapMicros >= 0),
+            AdmissionOutcome.RateLimited => new Admission(outcome, new RateDecision(false, limit, 0, resetAt, TimeSpan.FromMilliseconds(resetMs)),
+                TimeSpan.FromMilliseconds(resetMs), SpentMicros: (long)result[4]),
+            AdmissionOutcome.TokenBudgetExhausted => new Admission(outcome, new RateDecision(true, limit, limit - count, resetAt, TimeSpan.Zero),
+                TimeSpan.FromMilliseconds(resetMs), TokensUsed: (long)result[3], SpentMicros: (long)result[4]),
+            AdmissionOutcome.SpendCapReached => new Admission(outcome, new RateDecision(true, limit, limit - count, resetAt, TimeSpan.Zero),
+                SpentMicros: (long)result[4]),
+            _ => new Admission(outcome, default),
         };
+        return (admission with { Store = AdmissionStore.Redis, Generation = generation }, Seeds.None);
     }
 
-    public async ValueTask SettleAsync(Settlement settlement, TimeSpan spendTtl, CancellationToken cancellationToken)
+    public async ValueTask SettleAsync(Settlement settlement)
     {
-        var delta = settlement.ReservedMicros > 0 ? settlement.ActualMicros - settlement.ReservedMicros : 0;
+        var delta = settlement.Generation != 0 ? settlement.ActualMicros - settlement.ReservedMicros : 0;
         if (settlement.Tokens <= 0 && delta == 0)
         {
             return;
         }
         await redis.GetDatabase().ScriptEvaluateAsync(SettleScript,
             [TokenKey(settlement.DeviceId), SpendKey(settlement.DeviceId, settlement.SpendPeriodId)],
-            [settlement.Tokens, delta, (long)spendTtl.TotalMilliseconds]);
+            [settlement.Tokens, delta, settlement.Generation]);
     }
 
-    public async ValueTask<RateDecision> AcquireAsync(string key, int limit, TimeSpan window, CancellationToken cancellationToken)
+    public async ValueTask<RateDecision> AcquireAsync(string key, int limit, TimeSpan window)
     {
         var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(AcquireScript,
-            [RateKey(key)], [limit, (long)window.TotalMilliseconds, Guid.NewGuid().ToString("N")]))!;
+            [LimiterKey(key)], [limit, (long)window.TotalMilliseconds, Guid.NewGuid().ToString("N")]))!;
         var allowed = (int)result[0] == 1;
         var count = (int)result[1];
         var resetMs = Math.Max(0, (long)result[2]);
         var resetAt = DateTimeOffset.FromUnixTimeMilliseconds((long)result[3] + resetMs);
         return new RateDecision(allowed, limit, allowed ? limit - count : 0, resetAt, allowed ? TimeSpan.Zero : TimeSpan.FromMilliseconds(resetMs));
+    }
+
+    /// <summary>
+    /// Records a device's standing where every admission sees it. An operator's change replaces whatever is not newer;
+    /// a seed (bootstrap, refresh) only fills in a device Redis knows nothing of, so it never undoes a revocation.
+    /// </summary>
+    public async Task WriteStandingAsync(string deviceId, DeviceStanding standing, bool operatorChange)
+    {
+        await redis.GetDatabase().ScriptEvaluateAsync(StandingScript, [StandingKey(deviceId)],
+            [standing.Status, standing.PolicyVersion, operatorChange ? 1 : 0]);
+    }
+
+    /// <summary>The standing Redis holds for a device, or null when it holds none.</summary>
+    public async Task<DeviceStanding?> ReadStandingAsync(string deviceId)
+    {
+        var values = await redis.GetDatabase().HashGetAsync(StandingKey(deviceId), ["status", "version"]);
+        return values[0].IsNull ? null : new DeviceStanding(values[0].ToString(), (int)(values[1].IsNull ? 0 : (long)values[1]));
     }
 }

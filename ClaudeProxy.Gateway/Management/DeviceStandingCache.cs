@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using ClaudeProxy.Gateway.Data;
+using ClaudeProxy.Gateway.Limits;
 using ClaudeProxy.Gateway.Tokens;
 using Microsoft.EntityFrameworkCore;
 using StackExchange.Redis;
@@ -7,40 +8,53 @@ using StackExchange.Redis;
 namespace ClaudeProxy.Gateway.Management;
 
 /// <summary>
-/// A device's current standing (status and policy version) as every instance sees it: a short local cache in
-/// front of Postgres, emptied for a device the moment any instance changes it (Redis pub/sub). A token from before
-/// a policy change is told to refresh; a revoked or pending device is refused. A cache miss reads Postgres once per
-/// device per <see cref="Ttl"/>; every other request is answered from memory.
+/// A device's standing (status and policy version). Redis holds it for every instance, beside the device's limit
+/// keys and without expiry, and the admission script checks it in the same round trip as the limits; Postgres holds
+/// the record it is seeded from. This class writes it to Redis whenever an operator changes it, and answers where
+/// admission does not: for routes outside admission, and for admission while Redis is away. Those answers come
+/// from a short local cache, emptied for a device the moment any instance changes it (Redis pub/sub), and filled
+/// from Redis when it answers, else from Postgres.
 /// </summary>
 public sealed partial class DeviceStandingCache(
     IDbContextFactory<GatewayDbContext> contexts,
     BootstrapOptions bootstrap,
     TimeProvider time,
     ILogger<DeviceStandingCache> logger,
-    IConnectionMultiplexer? redis = null) : IDeviceStanding, IHostedService
+    IConnectionMultiplexer? redis = null,
+    RedisAdmissionStore? store = null) : IDeviceStanding, IDeviceStandingSource, IHostedService
 {
     public static readonly TimeSpan Ttl = TimeSpan.FromSeconds(30);
     public static readonly RedisChannel Channel = RedisChannel.Literal("claudeproxy:device-changed");
     private readonly ConcurrentDictionary<string, Entry> _cache = new(StringComparer.Ordinal);
+    // Devices whose change is committed in Postgres but not yet written to Redis (it was away).
+    private readonly ConcurrentDictionary<string, byte> _unshared = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _sharing = Task.CompletedTask;
     private int _warned;
 
-    private sealed record Entry(string? Status, int PolicyVersion, DateTimeOffset Expires);
+    private sealed record Entry(DeviceStanding Standing, DateTimeOffset Expires);
 
-    public async ValueTask<string?> CheckAsync(DeviceIdentity identity, CancellationToken cancellationToken)
+    public bool RefusesUnknown => bootstrap.Mode == BootstrapMode.Closed;
+
+    public async ValueTask<string?> CheckAsync(DeviceIdentity identity, CancellationToken cancellationToken) =>
+        Refusals.StandingMessage(await CheckLocallyAsync(identity.DeviceId, identity.PolicyVersion, cancellationToken));
+
+    public async ValueTask<AdmissionOutcome> CheckLocallyAsync(string deviceId, int tokenPolicyVersion, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
-        if (!_cache.TryGetValue(identity.DeviceId, out var entry) || entry.Expires <= now)
+        if (!_cache.TryGetValue(deviceId, out var entry) || entry.Expires <= now)
         {
-            entry = await LoadAsync(identity.DeviceId, entry, now, cancellationToken);
+            entry = await LoadAsync(deviceId, entry, now, cancellationToken);
         }
-        return entry.Status switch
-        {
-            null => bootstrap.Mode == BootstrapMode.Closed ? "unknown device: this gateway only admits devices an operator has registered" : null,
-            DeviceStatus.Revoked => "this device has been revoked by an operator",
-            DeviceStatus.Pending => "this device is waiting for an operator's approval",
-            _ when identity.PolicyVersion < entry.PolicyVersion => "this device's policy has changed: refresh the token with POST /refresh",
-            _ => null,
-        };
+        return entry.Standing.Check(tokenPolicyVersion, RefusesUnknown);
+    }
+
+    public async ValueTask<DeviceStanding> ReadAsync(string deviceId, CancellationToken cancellationToken)
+    {
+        await using var db = await contexts.CreateDbContextAsync(cancellationToken);
+        var device = await db.Devices.AsNoTracking().Where(d => d.DeviceId == deviceId)
+            .Select(d => new { d.Status, d.PolicyVersion }).FirstOrDefaultAsync(cancellationToken);
+        return device is null ? new DeviceStanding(DeviceStanding.Unknown, 0) : new DeviceStanding(device.Status, device.PolicyVersion);
     }
 
     private async ValueTask<Entry> LoadAsync(string deviceId, Entry? stale, DateTimeOffset now, CancellationToken cancellationToken)
@@ -48,10 +62,8 @@ public sealed partial class DeviceStandingCache(
         Entry entry;
         try
         {
-            await using var db = await contexts.CreateDbContextAsync(cancellationToken);
-            var device = await db.Devices.AsNoTracking().Where(d => d.DeviceId == deviceId)
-                .Select(d => new { d.Status, d.PolicyVersion }).FirstOrDefaultAsync(cancellationToken);
-            entry = new Entry(device?.Status, device?.PolicyVersion ?? 0, now + Ttl);
+            var shared = store is { IsConnected: true } ? await ReadSharedAsync(deviceId) : null;
+            entry = new Entry(shared ?? await ReadAsync(deviceId, cancellationToken), now + Ttl);
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
@@ -61,16 +73,41 @@ public sealed partial class DeviceStandingCache(
             {
                 LogUnavailable(logger, e.GetType().Name);
             }
-            entry = (stale ?? new Entry(DeviceStatus.Active, 0, now)) with { Expires = now + TimeSpan.FromSeconds(5) };
+            entry = (stale ?? new Entry(new DeviceStanding(DeviceStanding.Active, 0), now)) with { Expires = now + TimeSpan.FromSeconds(5) };
         }
         _cache[deviceId] = entry;
         return entry;
     }
 
-    /// <summary>Forgets the device here and tells every other instance to do the same.</summary>
+    private async Task<DeviceStanding?> ReadSharedAsync(string deviceId)
+    {
+        try
+        {
+            return await store!.ReadStandingAsync(deviceId);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Writes the device's standing from its record to Redis, forgets it here and tells every other instance to do
+    /// the same. Call after the change is committed.
+    /// </summary>
     public async Task ChangedAsync(string deviceId)
     {
         _cache.TryRemove(deviceId, out _);
+        if (store is not null && !await ShareAsync(deviceId))
+        {
+            LogNotShared(logger, deviceId);
+            _unshared[deviceId] = 0;
+        }
+        await PublishAsync(deviceId);
+    }
+
+    private async Task PublishAsync(string deviceId)
+    {
         if (redis is not null)
         {
             try
@@ -84,8 +121,53 @@ public sealed partial class DeviceStandingCache(
         }
     }
 
+    private async Task<bool> ShareAsync(string deviceId)
+    {
+        if (store is not { IsConnected: true })
+        {
+            return false;
+        }
+        try
+        {
+            await store.WriteStandingAsync(deviceId, await ReadAsync(deviceId, CancellationToken.None), operatorChange: true);
+            return true;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Redis away, or, when retried later, Postgres as well: the next round tries again.
+            return false;
+        }
+    }
+
+    /// <summary>Writes the standing of every device changed while Redis was away, once it is back, from Postgres as it is then.</summary>
+    private async Task ShareLaterAsync(CancellationToken stopping)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1), time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stopping))
+            {
+                foreach (var deviceId in _unshared.Keys)
+                {
+                    if (await ShareAsync(deviceId))
+                    {
+                        _unshared.TryRemove(deviceId, out _);
+                        await PublishAsync(deviceId);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        if (store is not null)
+        {
+            _sharing = ShareLaterAsync(_stopping.Token);
+        }
         if (redis is null)
         {
             return;
@@ -100,8 +182,15 @@ public sealed partial class DeviceStandingCache(
         }
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync();
+        await _sharing;
+    }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Device standing could not be refreshed ({Reason}); the last known standing is used")]
     private static partial void LogUnavailable(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The standing of device {DeviceId} is stored in Postgres but Redis is away: it is written there once Redis is back")]
+    private static partial void LogNotShared(ILogger logger, string deviceId);
 }

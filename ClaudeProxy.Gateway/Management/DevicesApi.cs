@@ -29,7 +29,7 @@ public static partial class DevicesApi
         devices.MapPost("/{id}/revoke", (string id, HttpContext c, ManagementContext m) => SetStatus(id, DeviceStatus.Revoked, "revoke", c, m))
             .WithSummary("Revoke a device: its tokens stop working on every instance within a second");
         devices.MapPost("/{id}/restore", (string id, HttpContext c, ManagementContext m) => SetStatus(id, DeviceStatus.Active, "restore", c, m, DeviceStatus.Revoked))
-            .WithSummary("Restore a revoked device");
+            .WithSummary("Restore a revoked device; tokens issued before the revocation stay refused (the policy version moves on)");
         devices.MapPut("/{id}/policy", UpdatePolicy).WithSummary("Edit models, rate limit, token budget and spend cap; older tokens must refresh");
         devices.MapPost("/{id}/reset-key", ResetKey).WithSummary("Forget the device's enrolled key so that it can enrol a new one; its tokens must refresh");
         devices.MapPost("/{id}/token", IssueToken).WithSummary("Issue a wrapper token for a device by hand");
@@ -145,6 +145,11 @@ public static partial class DevicesApi
         }
         var before = Snapshot(device);
         device.Status = status;
+        if (requiredCurrent == DeviceStatus.Revoked)
+        {
+            // Tokens issued before the revocation stay dead: the device refreshes for a token of the new version.
+            device.PolicyVersion++;
+        }
         m.Audit(db, context, action, id, before, device);
         await db.SaveChangesAsync();
         await m.Standing.ChangedAsync(id);

@@ -19,10 +19,12 @@ public static class ManagementExtensions
         builder.Services.AddOpenApi(DocumentName, o => o.ShouldInclude = d => d.RelativePath?.StartsWith("manage/", StringComparison.Ordinal) == true);
         builder.Services.AddSingleton<GatewayInstances>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<GatewayInstances>());
+        builder.Services.AddSingleton<Limits.ILiveInstances>(sp => sp.GetRequiredService<GatewayInstances>());
         if (database)
         {
             builder.Services.AddSingleton<DeviceStandingCache>();
             builder.Services.Replace(ServiceDescriptor.Singleton<IDeviceStanding>(sp => sp.GetRequiredService<DeviceStandingCache>()));
+            builder.Services.AddSingleton<Limits.IDeviceStandingSource>(sp => sp.GetRequiredService<DeviceStandingCache>());
             builder.Services.AddHostedService(sp => sp.GetRequiredService<DeviceStandingCache>());
             builder.Services.AddSingleton<ManagementContext>();
         }

@@ -5,10 +5,30 @@ namespace ClaudeProxy.Gateway.Tokens;
 /// <summary>
 /// Who is calling: the wrapper token checked (signature, algorithm, issuer, audience, lifetime), then the device's
 /// current standing (revoked, or a policy newer than the token's). Writes the 401 itself when the answer is no.
+/// The proxy routes check only the token here: their standing is checked by admission, in the same Redis round
+/// trip as the limits.
 /// </summary>
 public sealed class DeviceAuthenticator(TokenService tokens, IDeviceStanding standing)
 {
+    /// <summary>The token and the device's standing, for routes that do not go through admission.</summary>
     public async ValueTask<DeviceIdentity?> AuthenticateAsync(HttpContext context)
+    {
+        var identity = await AuthenticateTokenAsync(context);
+        if (identity is null)
+        {
+            return null;
+        }
+        var verdict = await standing.CheckAsync(identity, context.RequestAborted);
+        if (verdict is not null)
+        {
+            await ApiErrors.WriteAsync(context, 401, "authentication_error", verdict);
+            return null;
+        }
+        return identity;
+    }
+
+    /// <summary>The token alone; the caller must have admission check the device's standing.</summary>
+    public async ValueTask<DeviceIdentity?> AuthenticateTokenAsync(HttpContext context)
     {
         var check = await tokens.ValidateAsync(CredentialReader.Read(context.Request));
         if (check.Status != TokenStatus.Valid)
@@ -21,14 +41,7 @@ public sealed class DeviceAuthenticator(TokenService tokens, IDeviceStanding sta
             });
             return null;
         }
-        var identity = check.Identity!;
-        var verdict = await standing.CheckAsync(identity, context.RequestAborted);
-        if (verdict is not null)
-        {
-            await ApiErrors.WriteAsync(context, 401, "authentication_error", verdict);
-            return null;
-        }
-        return identity;
+        return check.Identity!;
     }
 }
 

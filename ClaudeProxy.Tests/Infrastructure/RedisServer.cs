@@ -44,13 +44,26 @@ public sealed class RedisServer : IAsyncDisposable
         await WaitForAsync(ready: true);
     }
 
-    /// <summary>Kills the server at once, as a crash would.</summary>
+    /// <summary>Kills the server at once, as a crash would: what it held is lost.</summary>
     public async Task KillAsync()
     {
         if (_process is { HasExited: false })
         {
             _process.Kill(entireProcessTree: true);
             await _process.WaitForExitAsync();
+        }
+        File.Delete(Path.Combine(_directory, "dump.rdb"));
+        await WaitForAsync(ready: false);
+    }
+
+    /// <summary>Stops the server with its data saved, as a failover that keeps the data would; <see cref="StartAgainAsync"/> loads it back.</summary>
+    public async Task StopAsync()
+    {
+        using (var client = new TcpClient())
+        {
+            await client.ConnectAsync(IPAddress.Loopback, Port);
+            await client.GetStream().WriteAsync("SHUTDOWN SAVE\r\n"u8.ToArray());
+            await _process!.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(20));
         }
         await WaitForAsync(ready: false);
     }
