@@ -336,7 +336,7 @@ public sealed class DeviceKeyTests(StackFixture fx) : IClassFixture<StackFixture
     {
         var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
         {
-            ["ANTHROPIC_API_KEY"] = "k", ["JWT_SECRET"] = new string('x', 40), ["DEVICE_KEYS"] = "sometimes",
+            ["ANTHROPIC_API_KEY"] = "k", ["JWT_SECRET"] = TestSecrets.JwtSecret(), ["DEVICE_KEYS"] = "sometimes",
         }).Build();
         var error = Assert.Throws<GatewayConfigurationException>(object? () => GatewayOptions.Load(config));
         Assert.Contains("DEVICE_KEYS", error.Message);
