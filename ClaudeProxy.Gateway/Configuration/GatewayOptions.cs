@@ -30,6 +30,8 @@ public sealed class GatewayOptions
     public string OrgId { get; init; } = "default";
     public string? AdminApiKey { get; init; }
     public TimeSpan UpstreamTimeout { get; init; } = TimeSpan.FromMinutes(10);
+    /// <summary>Requests one device may have in flight on this instance; more are refused before their bodies are read.</summary>
+    public int MaxConcurrentRequestsPerDevice { get; init; } = 32;
 
     public static GatewayOptions Load(IConfiguration config)
     {
@@ -66,6 +68,7 @@ public sealed class GatewayOptions
             OrgId = config["ORG_ID"] is { Length: > 0 } org ? org : "default",
             AdminApiKey = config["ADMIN_API_KEY"] is { Length: > 0 } admin ? admin : null,
             UpstreamTimeout = TimeSpan.FromSeconds(upstreamMinutes),
+            MaxConcurrentRequestsPerDevice = (int)Number(config, "MAX_CONCURRENT_REQUESTS_PER_DEVICE", 32, 1, 10_000),
         };
     }
 
