@@ -54,8 +54,9 @@ public sealed class RedisLimitTests : IAsyncLifetime
     public async Task Two_instances_admit_exactly_the_limit_under_concurrency_then_again_after_the_window()
     {
         using var metrics = new MetricCapture();
-        var a = await GatewayAsync(s => s["RATE_LIMIT_WINDOW"] = "3000");
-        var b = await GatewayAsync(s => s["RATE_LIMIT_WINDOW"] = "3000");
+        // 100 requests of one device at once on each instance: the shared limit is under test, not the in-flight one.
+        var a = await GatewayAsync(s => (s["RATE_LIMIT_WINDOW"], s["MAX_CONCURRENT_REQUESTS_PER_DEVICE"]) = ("3000", "1000"));
+        var b = await GatewayAsync(s => (s["RATE_LIMIT_WINDOW"], s["MAX_CONCURRENT_REQUESTS_PER_DEVICE"]) = ("3000", "1000"));
         var token = Token(TestSecrets.DeviceId(), rateLimit: 50);
 
         var responses = await Task.WhenAll(Enumerable.Range(0, 200).Select(async i =>

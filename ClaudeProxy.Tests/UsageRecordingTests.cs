@@ -249,7 +249,9 @@ public sealed class UsageRecordingTests(StackFixture fx) : IClassFixture<StackFi
         var row = await RowAsync(connection, correlation);
         Assert.True((bool)row["cancelled"]!);
         Assert.Equal(25L, row["input_tokens"]);
-        Assert.Equal(1L, row["output_tokens"]);
+        // One delta, "Hello", had been streamed: 5 bytes at three bytes a token, estimated.
+        Assert.Equal(2L, row["output_tokens"]);
+        Assert.True((bool)row["output_estimated"]!);
         Assert.True((decimal)row["cost_usd"]! > 0);
     }
 

@@ -80,6 +80,7 @@ env ANTHROPIC_API_KEY="$simkey" ANTHROPIC_BASE_URL="http://127.0.0.1:$sim_upstre
   HOST=127.0.0.1 PORT="$gw_port" MANAGEMENT_PORT="$mgmt_port" \
   REDIS_URL="redis://127.0.0.1:$redis_port" DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/claudeproxydb" \
   RATE_LIMIT_MAX=1000000 RATE_LIMIT_WINDOW=1000 TOKEN_LIMIT_PER_MINUTE=1000000000 DEFAULT_SPEND_CAP=1000000 \
+  MAX_CONCURRENT_REQUESTS_PER_DEVICE=10000 \
   USAGE_SPOOL_DIR="$work/spool" LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
   dotnet "$root/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll" >"$work/gateway.log" 2>&1 &
 gw_pid=$!
@@ -91,6 +92,7 @@ env ANTHROPIC_API_KEY="$simkey" ANTHROPIC_BASE_URL="http://127.0.0.1:$sim_direct
   JWT_SECRET="bench-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
   HOST=127.0.0.1 PORT="$local_port" MANAGEMENT_PORT="$(free_port)" \
   RATE_LIMIT_MAX=1000000 RATE_LIMIT_WINDOW=1000 TOKEN_LIMIT_PER_MINUTE=1000000000 DEFAULT_SPEND_CAP=1000000 \
+  MAX_CONCURRENT_REQUESTS_PER_DEVICE=10000 \
   LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
   dotnet "$root/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll" >"$work/gateway-local.log" 2>&1 &
 pids+=($!)
