@@ -1,8 +1,11 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using ClaudeProxy.Gateway.Configuration;
 using ClaudeProxy.Gateway.Forwarding;
+using ClaudeProxy.Gateway.Limits;
 using ClaudeProxy.Tests.Infrastructure;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using StackExchange.Redis;
 
@@ -121,6 +124,33 @@ public sealed class DeviceShortcutTests(StackFixture fx) : IClassFixture<StackFi
         Assert.True(await EvalsAsync() > evals);
     }
 
+    [Theory]
+    [InlineData(null, 32)]
+    [InlineData("1", 1)]
+    [InlineData("10000", 10000)]
+    [InlineData("0", null)]
+    [InlineData("10001", null)]
+    [InlineData("-5", null)]
+    [InlineData("lots", null)]
+    public void The_in_flight_limit_is_read_within_its_range_or_stops_the_start(string? value, int? expected)
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ANTHROPIC_API_KEY"] = "sk-test",
+            ["JWT_SECRET"] = TestSecrets.JwtSecret(),
+            ["MAX_CONCURRENT_REQUESTS_PER_DEVICE"] = value,
+        }).Build();
+        if (expected is int limit)
+        {
+            Assert.Equal(limit, GatewayOptions.Load(config).MaxConcurrentRequestsPerDevice);
+        }
+        else
+        {
+            var error = Assert.Throws<GatewayConfigurationException>(() => GatewayOptions.Load(config));
+            Assert.Contains("MAX_CONCURRENT_REQUESTS_PER_DEVICE", error.Message);
+        }
+    }
+
     /// <summary>Sends a request whose body stops short of its content-length, and returns the answer's head.</summary>
     private static async Task<string> PartialBodyAsync(Uri baseUrl, string token, string start)
     {
@@ -150,5 +180,77 @@ public sealed class DeviceShortcutTests(StackFixture fx) : IClassFixture<StackFi
         var info = (string)(await redis.GetDatabase().ExecuteAsync("INFO", "commandstats"))!;
         return info.Split('\n').Where(l => l.StartsWith("cmdstat_eval", StringComparison.Ordinal))
             .Sum(l => long.Parse(l.Split("calls=")[1].Split(',')[0], System.Globalization.CultureInfo.InvariantCulture));
+    }
+}
+
+/// <summary>The two per-instance structures alone: exact under contention, and bounded whatever devices come.</summary>
+public sealed class DeviceShortcutStructureTests
+{
+    [Fact]
+    public async Task In_flight_counts_never_pass_the_limit_under_contention_and_leave_nothing_behind()
+    {
+        var concurrency = new DeviceConcurrency(8);
+        var inside = 0;
+        var most = 0;
+        var admitted = 0;
+        await Task.WhenAll(Enumerable.Range(0, 16).Select(_ => Task.Run(async () =>
+        {
+            for (var i = 0; i < 2_000; i++)
+            {
+                if (!concurrency.TryEnter("device"))
+                {
+                    continue;
+                }
+                Interlocked.Increment(ref admitted);
+                var now = Interlocked.Increment(ref inside);
+                InterlockedMax(ref most, now);
+                await Task.Yield();
+                Interlocked.Decrement(ref inside);
+                concurrency.Exit("device");
+            }
+        }))).WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.InRange(most, 1, 8);
+        Assert.True(admitted > 0);
+        Assert.Equal(0, concurrency.InFlight("device"));
+    }
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        int seen;
+        while ((seen = Volatile.Read(ref target)) < value && Interlocked.CompareExchange(ref target, value, seen) != seen)
+        {
+        }
+    }
+
+    [Fact]
+    public void Devices_known_to_be_out_of_requests_are_bounded_and_expire()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.Parse("2026-11-26T12:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+        var known = new RateLimitedDevices(time);
+        var refusal = new Admission(AdmissionOutcome.RateLimited, new RateDecision(false, 10, 0, time.GetUtcNow().AddSeconds(30), TimeSpan.FromSeconds(30)),
+            TimeSpan.FromSeconds(30));
+        for (var i = 0; i < RateLimitedDevices.MaxDevices * 2; i++)
+        {
+            known.Observe("device-" + i, refusal);
+        }
+        Assert.Equal(RateLimitedDevices.MaxDevices, known.Count);
+        Assert.True(known.IsRefused("device-0", 10, out var decision));
+        Assert.Equal(0, decision.Remaining);
+        Assert.False(known.IsRefused("device-" + (RateLimitedDevices.MaxDevices + 1), 10, out _));
+
+        // Once they have expired, a full map makes room for new refusals.
+        time.Advance(TimeSpan.FromSeconds(31));
+        for (var i = 0; i < RateLimitedDevices.MaxDevices; i++)
+        {
+            known.Observe("late-" + i, refusal);
+        }
+        Assert.Equal(RateLimitedDevices.MaxDevices, known.Count);
+        Assert.False(known.IsRefused("device-1", 10, out _));
+        Assert.True(known.IsRefused("late-" + (RateLimitedDevices.MaxDevices - 1), 10, out _));
+        Assert.False(known.IsRefused("late-0", 11, out _), "another limit is asked about again");
+
+        Assert.True(known.IsRefused("late-1", 10, out _));
+        known.Observe("late-1", new Admission(AdmissionOutcome.Admitted, default));
+        Assert.False(known.IsRefused("late-1", 10, out _));
     }
 }

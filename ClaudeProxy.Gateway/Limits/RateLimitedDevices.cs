@@ -14,6 +14,7 @@ public sealed class RateLimitedDevices(TimeProvider time)
 
     private readonly ConcurrentDictionary<string, Entry> _until = new(StringComparer.Ordinal);
     private int _count;
+    private long _lastSweepTicks;
 
     private readonly record struct Entry(DateTimeOffset Until, int Limit);
 
@@ -60,12 +61,17 @@ public sealed class RateLimitedDevices(TimeProvider time)
         }
         if (Volatile.Read(ref _count) >= MaxDevices)
         {
+            // At most one sweep a second: a full map of live entries must not cost a sweep per refusal.
             var now = time.GetUtcNow();
-            foreach (var (id, old) in _until)
+            var last = Interlocked.Read(ref _lastSweepTicks);
+            if (now.UtcTicks - last >= TimeSpan.TicksPerSecond && Interlocked.CompareExchange(ref _lastSweepTicks, now.UtcTicks, last) == last)
             {
-                if (old.Until <= now)
+                foreach (var (id, old) in _until)
                 {
-                    Forget(id);
+                    if (old.Until <= now)
+                    {
+                        Forget(id);
+                    }
                 }
             }
             if (Volatile.Read(ref _count) >= MaxDevices)
