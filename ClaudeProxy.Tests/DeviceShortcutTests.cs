@@ -227,8 +227,9 @@ public sealed class DeviceShortcutStructureTests
     {
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.Parse("2026-11-26T12:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
         var known = new RateLimitedDevices(time);
-        var refusal = new Admission(AdmissionOutcome.RateLimited, new RateDecision(false, 10, 0, time.GetUtcNow().AddSeconds(30), TimeSpan.FromSeconds(30)),
+        Admission Refusal() => new(AdmissionOutcome.RateLimited, new RateDecision(false, 10, 0, time.GetUtcNow().AddSeconds(30), TimeSpan.FromSeconds(30)),
             TimeSpan.FromSeconds(30));
+        var refusal = Refusal();
         for (var i = 0; i < RateLimitedDevices.MaxDevices * 2; i++)
         {
             known.Observe("device-" + i, refusal);
@@ -242,7 +243,7 @@ public sealed class DeviceShortcutStructureTests
         time.Advance(TimeSpan.FromSeconds(31));
         for (var i = 0; i < RateLimitedDevices.MaxDevices; i++)
         {
-            known.Observe("late-" + i, refusal);
+            known.Observe("late-" + i, Refusal());
         }
         Assert.Equal(RateLimitedDevices.MaxDevices, known.Count);
         Assert.False(known.IsRefused("device-1", 10, out _));

@@ -44,7 +44,10 @@ public sealed class RateLimitedDevices(TimeProvider time)
     {
         if (decision.Outcome == AdmissionOutcome.RateLimited)
         {
-            Remember(deviceId, new Entry(time.GetUtcNow() + decision.RetryAfter, decision.Rate.Limit));
+            // The reset the client was told, unless this clock runs behind the limiter's: then the wait it was told.
+            var until = decision.Rate.ResetAt;
+            var wait = time.GetUtcNow() + decision.RetryAfter;
+            Remember(deviceId, new Entry(until < wait ? until : wait, decision.Rate.Limit));
         }
         else if (decision.Outcome == AdmissionOutcome.Admitted && _until.ContainsKey(deviceId))
         {
