@@ -55,9 +55,10 @@ public sealed class RedisLimitTests : IAsyncLifetime
     {
         using var metrics = new MetricCapture();
         // A window far longer than the burst takes, however slow the machine: the count under concurrency is what is
-        // checked here, not the window sliding (the next test does that).
-        var a = await GatewayAsync(s => s["RATE_LIMIT_WINDOW"] = "600000");
-        var b = await GatewayAsync(s => s["RATE_LIMIT_WINDOW"] = "600000");
+        // checked here, not the window sliding (the next test does that). 100 requests of one device at once on each
+        // instance: the shared limit is under test, not the in-flight one.
+        var a = await GatewayAsync(s => (s["RATE_LIMIT_WINDOW"], s["MAX_CONCURRENT_REQUESTS_PER_DEVICE"]) = ("600000", "1000"));
+        var b = await GatewayAsync(s => (s["RATE_LIMIT_WINDOW"], s["MAX_CONCURRENT_REQUESTS_PER_DEVICE"]) = ("600000", "1000"));
         var token = Token(TestSecrets.DeviceId(), rateLimit: 50);
 
         var responses = await Task.WhenAll(Enumerable.Range(0, 200).Select(async i =>

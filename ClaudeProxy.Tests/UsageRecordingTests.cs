@@ -99,7 +99,7 @@ public sealed class UsageRecordingTests(StackFixture fx) : IClassFixture<StackFi
     }
 
     [Fact]
-    public async Task An_unknown_model_is_recorded_with_a_null_cost_and_logged_once()
+    public async Task An_unknown_model_is_charged_at_the_highest_prices_marked_estimated_and_logged_once()
     {
         var db = await fx.Postgres.CreateDatabaseAsync();
         var gateway = await fx.GatewayAsync(db);
@@ -110,7 +110,9 @@ public sealed class UsageRecordingTests(StackFixture fx) : IClassFixture<StackFi
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         }
         await StackFixture.StoredAsync(gateway, 2);
-        Assert.Equal(2L, await fx.ScalarAsync<long>(db, "SELECT count(*) FROM usage_events WHERE model = 'claude-mystery-9' AND cost_usd IS NULL AND input_tokens = 25"));
+        // 25 input and 12 output tokens at the price book's highest prices, $15/M and $75/M.
+        Assert.Equal(2L, await fx.ScalarAsync<long>(db,
+            "SELECT count(*) FROM usage_events WHERE model = 'claude-mystery-9' AND cost_usd = 0.001275 AND cost_estimated AND input_tokens = 25"));
         Assert.Single(gateway.Logs.Lines, l => l.Contains("claude-mystery-9") && l.Contains("no price"));
     }
 
@@ -247,7 +249,9 @@ public sealed class UsageRecordingTests(StackFixture fx) : IClassFixture<StackFi
         var row = await RowAsync(connection, correlation);
         Assert.True((bool)row["cancelled"]!);
         Assert.Equal(25L, row["input_tokens"]);
-        Assert.Equal(1L, row["output_tokens"]);
+        // One delta, "Hello", had been streamed: 5 bytes at three bytes a token, estimated.
+        Assert.Equal(2L, row["output_tokens"]);
+        Assert.True((bool)row["output_estimated"]!);
         Assert.True((decimal)row["cost_usd"]! > 0);
     }
 

@@ -85,7 +85,7 @@ full_gateway() {
     HOST=127.0.0.1 PORT="$2" MANAGEMENT_PORT="$(free_port)" \
     REDIS_URL="redis://127.0.0.1:$redis_port" DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/$3" \
     RATE_LIMIT_MAX=1000000 RATE_LIMIT_WINDOW=1000 TOKEN_LIMIT_PER_MINUTE=1000000000 DEFAULT_SPEND_CAP=1000000 \
-    USAGE_SPOOL_DIR="$work/spool-$5" LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
+    MAX_CONCURRENT_REQUESTS_PER_DEVICE=10000 USAGE_SPOOL_DIR="$work/spool-$5" LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
     dotnet "$1/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll" >"$work/$5.log" 2>&1 &
 }
 gw_port=$(free_port)
@@ -107,6 +107,7 @@ env ANTHROPIC_API_KEY="$simkey" ANTHROPIC_BASE_URL="http://127.0.0.1:$sim_direct
   JWT_SECRET="$(random_secret)" \
   HOST=127.0.0.1 PORT="$local_port" MANAGEMENT_PORT="$(free_port)" \
   RATE_LIMIT_MAX=1000000 RATE_LIMIT_WINDOW=1000 TOKEN_LIMIT_PER_MINUTE=1000000000 DEFAULT_SPEND_CAP=1000000 \
+  MAX_CONCURRENT_REQUESTS_PER_DEVICE=10000 \
   LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
   dotnet "$root/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll" >"$work/gateway-local.log" 2>&1 &
 pids+=($!)
@@ -259,7 +260,7 @@ else
   usage_ok="**MISMATCH**"
   echo "usage rows do not match: the gateway's warnings and what is left in its spool follow" >&2
   grep -E 'warn|fail|crit' -A2 "$work/gateway.log" | tail -n 40 >&2 || true
-  ls -la "$work/spool" >&2 || true
+  ls -la "$work/spool-gateway" >&2 || true
 fi
 
 micro=""

@@ -17,7 +17,7 @@ public sealed record SessionDto(string SessionId, string DeviceId, DateTimeOffse
 
 public sealed record EventDto(Guid Id, DateTimeOffset Time, string DeviceId, string? SessionId, string Model, string Endpoint, int Status, bool Streamed,
     long InputTokens, long OutputTokens, long CacheWrite5mTokens, long CacheWrite1hTokens, long CacheReadTokens, decimal? CostUsd, double LatencyMs,
-    double? TimeToFirstByteMs, bool Cancelled, string? UpstreamRequestId, string CorrelationId);
+    double? TimeToFirstByteMs, bool Cancelled, string? UpstreamRequestId, string CorrelationId, bool CostEstimated = false, bool OutputEstimated = false);
 
 public sealed record OverviewDto(decimal SpendToday, decimal SpendThisMonth, long RequestsToday, long ErrorsToday, double ErrorRateToday, int PendingApprovals,
     int Devices, List<UsageTotalDto> TopDevices, List<SeriesPointDto> SpendByDay);

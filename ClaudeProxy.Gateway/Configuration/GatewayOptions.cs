@@ -36,6 +36,8 @@ public sealed class GatewayOptions
     public string? AdminApiKey { get; init; }
     public TimeSpan UpstreamTimeout { get; init; } = TimeSpan.FromMinutes(10);
     public Tokens.DeviceKeyMode DeviceKeys { get; init; } = Tokens.DeviceKeyMode.Optional;
+    /// <summary>Requests one device may have in flight on this instance; more are refused before their bodies are read.</summary>
+    public int MaxConcurrentRequestsPerDevice { get; init; } = 32;
 
     public static GatewayOptions Load(IConfiguration config)
     {
@@ -83,6 +85,7 @@ public sealed class GatewayOptions
                 "required" => Tokens.DeviceKeyMode.Required,
                 _ => throw new GatewayConfigurationException("DEVICE_KEYS must be optional or required."),
             },
+            MaxConcurrentRequestsPerDevice = (int)Number(config, "MAX_CONCURRENT_REQUESTS_PER_DEVICE", 32, 1, 10_000),
         };
     }
 

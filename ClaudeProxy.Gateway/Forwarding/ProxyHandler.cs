@@ -12,9 +12,10 @@ using Yarp.ReverseProxy.Forwarder;
 namespace ClaudeProxy.Gateway.Forwarding;
 
 /// <summary>
-/// One request through the gateway: authenticate, read the body once, check the model, fail fast while the
-/// breaker is open, admit under the device's limits and spend cap (one atomic step), forward with the master key
-/// through the usage tap, then settle the reservation and record the usage event.
+/// One request through the gateway: authenticate, refuse at once a device known to be out of requests or with too
+/// many in flight, read and validate the body once, check the model, fail fast while the breaker is open, admit under
+/// the device's limits and spend cap (one atomic step), forward with the master key through the usage tap, then settle
+/// the reservation and record the usage event.
 /// </summary>
 public sealed partial class ProxyHandler(
     GatewayOptions options,
@@ -32,9 +33,15 @@ public sealed partial class ProxyHandler(
     ILogger<ProxyHandler> logger)
 {
     private const long MicrosPerDollar = 1_000_000;
+    private const int MaxUnpricedWarnings = 1000;
     private readonly string _destination = options.AnthropicBaseUrl.ToString().TrimEnd('/');
     // A little longer than the breaker's own timeout on the response headers, so that one fires first and counts.
     private readonly ForwarderRequestConfig _requestConfig = new() { ActivityTimeout = options.UpstreamTimeout + TimeSpan.FromSeconds(5) };
+    private readonly DeviceConcurrency _inFlight = new(options.MaxConcurrentRequestsPerDevice);
+    private readonly RateLimitedDevices _rateLimited = new(time);
+
+    /// <summary>Requests in flight per device on this instance.</summary>
+    internal DeviceConcurrency InFlight => _inFlight;
 
     public async Task HandleAsync(HttpContext context, ApiRoute route)
     {
@@ -42,6 +49,7 @@ public sealed partial class ProxyHandler(
         string? deviceId = null;
         string? model = null;
         RequestBody? body = null;
+        var entered = false;
         try
         {
             var identity = await authenticator.AuthenticateTokenAsync(context);
@@ -52,9 +60,25 @@ public sealed partial class ProxyHandler(
             }
             deviceId = identity.DeviceId;
 
+            // Both refusals come before the body is read: a device that is refused anyway holds no buffer.
+            if (_rateLimited.IsRefused(deviceId, identity.RateLimit, out var known))
+            {
+                metrics.Rejected(Refusals.Reason(AdmissionOutcome.RateLimited));
+                await Refusals.WriteRateLimitedAsync(context, known, options.RateLimitWindow);
+                return;
+            }
+            if (!(entered = _inFlight.TryEnter(deviceId)))
+            {
+                metrics.Rejected("concurrency");
+                context.Response.Headers["retry-after"] = "1";
+                await ApiErrors.WriteAsync(context, 429, "rate_limit_error",
+                    $"this device already has {_inFlight.Limit} requests in flight on this gateway instance; retry when one has finished");
+                return;
+            }
+
             if (route.HasBody())
             {
-                (body, var status, var error) = await RequestBody.ReadAsync(context, options.MaxPayloadSize);
+                (body, var status, var error) = await RequestBody.ReadAsync(context, options.MaxPayloadSize, route);
                 if (body is null)
                 {
                     metrics.Rejected(status == 413 ? "too_large" : "invalid_request");
@@ -81,6 +105,7 @@ public sealed partial class ProxyHandler(
             var request = new AdmissionRequest(identity.DeviceId, identity.RateLimit, options.RateLimitWindow,
                 identity.TokenLimit ?? limitOptions.TokenLimitPerMinute, Micros(identity.SpendCap), reserve, periodId, periodStart, periodEnd, identity.PolicyVersion);
             var decision = await admission.AdmitAsync(request, context.RequestAborted);
+            _rateLimited.Observe(deviceId, decision);
             if (decision.Outcome != AdmissionOutcome.Admitted)
             {
                 await WriteRefusalAsync(context, decision, request);
@@ -92,6 +117,10 @@ public sealed partial class ProxyHandler(
         }
         finally
         {
+            if (entered)
+            {
+                _inFlight.Exit(deviceId!);
+            }
             body?.Dispose();
             LogRequest(logger, context.Request.Method, context.Request.Path.Value, deviceId ?? "-", model ?? "-", context.Response.StatusCode,
                 Stopwatch.GetElapsedTime(started).TotalMilliseconds);
@@ -148,7 +177,8 @@ public sealed partial class ProxyHandler(
     /// <summary>
     /// Records what a forwarded request used: the usage event first (nothing may lose it), then the settlement of
     /// the reservation. The settlement is put on the Redis connection before the request ends, so this instance's
-    /// next admission for the device is ordered after it, but nobody waits for its answer.
+    /// next admission for the device is ordered after it, but nobody waits for its answer. An answer that ended before
+    /// its final usage is charged its estimated output; a model without a price is charged at the highest prices.
     /// </summary>
     private void Record(HttpContext context, ApiRoute route, DeviceIdentity identity, RequestBody? body, string model,
         AdmissionRequest request, Admission decision, UsageTapStream tap, long started, bool cancelled)
@@ -156,10 +186,20 @@ public sealed partial class ProxyHandler(
         var usage = tap.Complete();
         tap.Dispose();
         var counts = usage.Counts;
-        var cost = counts.Any ? prices.Cost(model, counts) : 0m;
-        if (cost is null && model.Length > 0)
+        if (usage.OutputEstimated && counts.Input is null && body is not null)
         {
-            WarnUnpriced(model);
+            // The legacy completions API reports no usage at all: its input is the same estimate the reservation made.
+            counts.Input = InputEstimate(body);
+        }
+        var cost = 0m;
+        var costEstimated = false;
+        if (counts.Any)
+        {
+            cost = prices.Charge(model, counts, out costEstimated);
+            if (costEstimated && model.Length > 0)
+            {
+                WarnUnpriced(model);
+            }
         }
         var elapsed = Stopwatch.GetElapsedTime(started);
         double? ttfb = tap.FirstByteTimestamp > 0 ? Stopwatch.GetElapsedTime(started, tap.FirstByteTimestamp).TotalMilliseconds : null;
@@ -185,6 +225,8 @@ public sealed partial class ProxyHandler(
             WebSearchRequests = counts.WebSearches ?? 0,
             WebFetchRequests = counts.WebFetches ?? 0,
             CostUsd = cost,
+            CostEstimated = costEstimated,
+            OutputEstimated = usage.OutputEstimated,
             LatencyMs = elapsed.TotalMilliseconds,
             TimeToFirstByteMs = ttfb,
             UpstreamRequestId = Header(context.Response.Headers, "request-id"),
@@ -194,20 +236,26 @@ public sealed partial class ProxyHandler(
         });
         metrics.Usage(model, counts.TotalInput, counts.Output ?? 0, cost, elapsed.TotalSeconds, ttfb / 1000);
 
-        admission.Settle(request, decision, CeilMicros(cost ?? 0m), counts.TotalInput + (counts.Output ?? 0));
+        admission.Settle(request, decision, CeilMicros(cost), counts.TotalInput + (counts.Output ?? 0));
     }
 
-    /// <summary>The worst case this request can cost, reserved against the cap before it is forwarded.</summary>
+    /// <summary>
+    /// The worst case this request can cost, reserved against the cap before it is forwarded: the estimated input,
+    /// the content web fetches may add and <c>max_tokens</c> of output at the model's prices (the highest prices when
+    /// it has none), plus every web search its tools allow. The body was validated, so none of these is negative.
+    /// </summary>
     private long Reservation(ApiRoute route, DeviceIdentity identity, RequestBody? body)
     {
         if (identity.SpendCap is null || body is null || route is not (ApiRoute.Messages or ApiRoute.Complete))
         {
             return 0;
         }
-        // About four bytes of request per input token is a generous estimate for text; the answer is capped by max_tokens.
-        var worst = prices.WorstCase(body.Model!, body.Length / 4 + 1, body.MaxTokens ?? 4096);
-        return worst is decimal w ? CeilMicros(w) : 0;
+        var worst = prices.WorstCase(body.Model!, InputEstimate(body) + body.WebFetchTokens, body.OutputLimit(route) ?? 0, body.WebSearches);
+        return Math.Max(0, CeilMicros(worst));
     }
+
+    /// <summary>About four bytes of request per input token: generous for text, very generous for images.</summary>
+    private static long InputEstimate(RequestBody body) => body.Length / 4 + 1;
 
     /// <summary>Limits/Refusals says what each refusal looks like to the client.</summary>
     private Task WriteRefusalAsync(HttpContext context, Admission decision, AdmissionRequest request) =>
@@ -250,28 +298,20 @@ public sealed partial class ProxyHandler(
     }
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _unpriced = new(StringComparer.Ordinal);
+    private int _unpricedWarnings;
 
+    /// <summary>Warns once per unpriced model, for the first <see cref="MaxUnpricedWarnings"/> models only.</summary>
     private void WarnUnpriced(string model)
     {
         metrics.Unpriced(model);
-        if (_unpriced.Count < 1000 && _unpriced.TryAdd(model, true))
+        if (Volatile.Read(ref _unpricedWarnings) < MaxUnpricedWarnings && !_unpriced.ContainsKey(model)
+            && Interlocked.Increment(ref _unpricedWarnings) <= MaxUnpricedWarnings && _unpriced.TryAdd(model, true))
         {
             LogUnpriced(logger, model);
         }
     }
 
-    internal static void WriteRateHeaders(HttpContext context, RateDecision decision)
-    {
-        var headers = context.Response.Headers;
-        headers["retry-after"] = Seconds(decision.RetryAfter);
-        headers["anthropic-ratelimit-requests-limit"] = decision.Limit.ToString(CultureInfo.InvariantCulture);
-        headers["anthropic-ratelimit-requests-remaining"] = decision.Remaining.ToString(CultureInfo.InvariantCulture);
-        headers["anthropic-ratelimit-requests-reset"] = Rfc3339(decision.ResetAt);
-    }
-
     private static string Seconds(TimeSpan span) => Math.Max(1, (int)Math.Ceiling(span.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
-
-    private static string Rfc3339(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 
     private static long Micros(decimal? usd) => usd is decimal d ? CeilMicros(d) : AdmissionRequest.NoCap;
 
@@ -288,6 +328,6 @@ public sealed partial class ProxyHandler(
     [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream request failed: {Error} ({ExceptionType})")]
     private static partial void LogUpstreamFailure(ILogger logger, ForwarderError error, string? exceptionType);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} has no price in the pricing file: its usage is recorded with a null cost")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} has no price in the pricing file: it is charged at the highest prices, and its cost is marked estimated")]
     private static partial void LogUnpriced(ILogger logger, string model);
 }

@@ -43,9 +43,7 @@ public static class Refusals
         switch (decision.Outcome)
         {
             case AdmissionOutcome.RateLimited:
-                ProxyHandler.WriteRateHeaders(context, decision.Rate);
-                return ApiErrors.WriteAsync(context, 429, "rate_limit_error",
-                    $"rate limit of {decision.Rate.Limit} requests per {Seconds(request.RateWindow)} reached for this device");
+                return WriteRateLimitedAsync(context, decision.Rate, request.RateWindow);
             case AdmissionOutcome.TokenBudgetExhausted:
                 var limit = request.TokenLimit ?? 0;
                 headers["retry-after"] = WholeSeconds(decision.RetryAfter);
@@ -67,6 +65,23 @@ public static class Refusals
             default:
                 return ApiErrors.WriteAsync(context, 503, "api_error", "the gateway cannot check limits right now (Redis is unavailable); retry shortly");
         }
+    }
+
+    /// <summary>The device's request limit, with the headers that describe it (also used before admission, from what this instance last learned).</summary>
+    public static Task WriteRateLimitedAsync(HttpContext context, RateDecision rate, TimeSpan window)
+    {
+        WriteRateHeaders(context, rate);
+        return ApiErrors.WriteAsync(context, 429, "rate_limit_error", $"rate limit of {rate.Limit} requests per {Seconds(window)} reached for this device");
+    }
+
+    /// <summary><c>retry-after</c> and <c>anthropic-ratelimit-requests-*</c> for a request limit (a device's, or an address's for /bootstrap).</summary>
+    public static void WriteRateHeaders(HttpContext context, RateDecision decision)
+    {
+        var headers = context.Response.Headers;
+        headers["retry-after"] = WholeSeconds(decision.RetryAfter);
+        headers["anthropic-ratelimit-requests-limit"] = decision.Limit.ToString(CultureInfo.InvariantCulture);
+        headers["anthropic-ratelimit-requests-remaining"] = decision.Remaining.ToString(CultureInfo.InvariantCulture);
+        headers["anthropic-ratelimit-requests-reset"] = Rfc3339(decision.ResetAt);
     }
 
     private static string Usd(long micros) => (micros / 1_000_000m).ToString("0.00####", CultureInfo.InvariantCulture);

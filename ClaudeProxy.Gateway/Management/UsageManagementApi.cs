@@ -134,7 +134,8 @@ public static class UsageManagementApi
         var total = await query.CountAsync();
         var rows = await query.OrderByDescending(u => u.Time).Skip((page - 1) * pageSize).Take(pageSize).Select(u => new EventView(u.Id, u.Time, u.DeviceId,
             u.SessionId, u.Model, u.Endpoint, u.Status, u.Streamed, u.InputTokens, u.OutputTokens, u.CacheWrite5mTokens, u.CacheWrite1hTokens,
-            u.CacheReadTokens, u.CostUsd, u.LatencyMs, u.TimeToFirstByteMs, u.Cancelled, u.UpstreamRequestId, u.CorrelationId)).ToListAsync();
+            u.CacheReadTokens, u.CostUsd, u.LatencyMs, u.TimeToFirstByteMs, u.Cancelled, u.UpstreamRequestId, u.CorrelationId,
+            u.CostEstimated, u.OutputEstimated)).ToListAsync();
         return TypedResults.Ok(new PageOf<EventView>(rows, page, pageSize, total));
     }
 

@@ -213,7 +213,7 @@ public static partial class BootstrapApi
         }
         if (!d.Allowed)
         {
-            ProxyHandler.WriteRateHeaders(context, d);
+            Refusals.WriteRateHeaders(context, d);
             await ApiErrors.WriteAsync(context, 429, "rate_limit_error", $"{refusal}: at most {d.Limit} per minute");
             return false;
         }

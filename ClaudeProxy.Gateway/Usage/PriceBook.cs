@@ -24,18 +24,36 @@ public sealed record PricingFile(
 
 /// <summary>
 /// Prices from the data file shipped with the gateway (or <c>PRICING_FILE</c>). A dated model id resolves to its
-/// family by the family's globs, first match wins; a model with no family has no price, and is never guessed.
+/// family by the family's globs, first match wins. A model with no family is never guessed at a family: it is charged
+/// at the highest price of each kind in the book (<see cref="Highest"/>), and its cost is marked estimated. Only ids
+/// that resolve to a family are remembered, and only so many: a client inventing model ids cannot grow the cache.
 /// </summary>
 public sealed partial class PriceBook
 {
     private const decimal PerMillion = 1_000_000m;
-    private readonly ConcurrentDictionary<string, ModelPrice?> _resolved = new(StringComparer.Ordinal);
+    private const int MaxRemembered = 1024;
+    private readonly ConcurrentDictionary<string, ModelPrice> _resolved = new(StringComparer.Ordinal);
     private readonly PricingFile _file;
+    private int _remembered;
 
-    public PriceBook(PricingFile file) => _file = file;
+    public PriceBook(PricingFile file)
+    {
+        _file = file;
+        Highest = new ModelPrice("highest", [], file.Families.Max(f => f.Input), file.Families.Max(f => f.CacheWrite5m),
+            file.Families.Max(f => f.CacheWrite1h), file.Families.Max(f => f.CacheRead), file.Families.Max(f => f.Output));
+    }
 
     public string? Source => _file.Source;
     public string? AsOf => _file.AsOf;
+
+    /// <summary>The highest price of each kind across the book: what a model without a price is charged.</summary>
+    public ModelPrice Highest { get; }
+
+    /// <summary>Model ids remembered with their family.</summary>
+    internal int Remembered => Volatile.Read(ref _remembered);
+
+    /// <summary>USD per web search.</summary>
+    public decimal WebSearchPrice => _file.WebSearchPerThousand / 1000m;
 
     public static PriceBook Load(IConfiguration config)
     {
@@ -55,27 +73,64 @@ public sealed partial class PriceBook
         }
     }
 
-    public ModelPrice? Find(string model) => _resolved.GetOrAdd(model, m =>
-        _file.Families.FirstOrDefault(f => f.Models.Any(glob => ModelAllowlist.Glob(glob, m))));
-
-    /// <summary>The cost in USD, or null when the model has no price.</summary>
-    public decimal? Cost(string model, in UsageCounts usage)
+    /// <summary>The model's family price, or null when no family's globs match it.</summary>
+    public ModelPrice? Find(string model)
     {
-        if (Find(model) is not { } price)
+        if (_resolved.TryGetValue(model, out var known))
         {
-            return null;
+            return known;
         }
-        return ((usage.Input ?? 0) * price.Input
-                + usage.Write5m * price.CacheWrite5m
-                + usage.Write1h * price.CacheWrite1h
-                + (usage.CacheRead ?? 0) * price.CacheRead
-                + (usage.Output ?? 0) * price.Output) / PerMillion
-            + (usage.WebSearches ?? 0) * _file.WebSearchPerThousand / 1000m;
+        var found = Resolve(model);
+        if (found is not null && Volatile.Read(ref _remembered) < MaxRemembered && _resolved.TryAdd(model, found))
+        {
+            Interlocked.Increment(ref _remembered);
+        }
+        return found;
     }
 
-    /// <summary>The most a request can cost: its estimated input at the input price plus max_tokens at the output price.</summary>
-    public decimal? WorstCase(string model, long inputTokens, long maxTokens) =>
-        Find(model) is { } price ? (inputTokens * price.Input + maxTokens * price.Output) / PerMillion : null;
+    private ModelPrice? Resolve(string model)
+    {
+        foreach (var family in _file.Families)
+        {
+            foreach (var glob in family.Models)
+            {
+                if (ModelAllowlist.Glob(glob, model))
+                {
+                    return family;
+                }
+            }
+        }
+        return null;
+    }
+
+    /// <summary>The cost in USD, or null when the model has no price.</summary>
+    public decimal? Cost(string model, in UsageCounts usage) => Find(model) is { } price ? Cost(price, usage) : null;
+
+    /// <summary>What a request is charged: at its model's price, or estimated at <see cref="Highest"/> when it has none.</summary>
+    public decimal Charge(string model, in UsageCounts usage, out bool estimated)
+    {
+        var price = Find(model);
+        estimated = price is null;
+        return Cost(price ?? Highest, usage);
+    }
+
+    /// <summary>
+    /// The most a request can cost: its estimated input at the input price, <paramref name="maxTokens"/> at the output
+    /// price and <paramref name="webSearches"/> at the search price, at <see cref="Highest"/> when the model has no price.
+    /// </summary>
+    public decimal WorstCase(string model, long inputTokens, long maxTokens, long webSearches = 0)
+    {
+        var price = Find(model) ?? Highest;
+        return (inputTokens * price.Input + maxTokens * price.Output) / PerMillion + webSearches * WebSearchPrice;
+    }
+
+    private decimal Cost(ModelPrice price, in UsageCounts usage) =>
+        ((usage.Input ?? 0) * price.Input
+            + usage.Write5m * price.CacheWrite5m
+            + usage.Write1h * price.CacheWrite1h
+            + (usage.CacheRead ?? 0) * price.CacheRead
+            + (usage.Output ?? 0) * price.Output) / PerMillion
+        + (usage.WebSearches ?? 0) * WebSearchPrice;
 }
 
 [JsonSerializable(typeof(PricingFile))]

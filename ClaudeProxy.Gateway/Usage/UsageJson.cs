@@ -1,25 +1,30 @@
+using System.Buffers;
 using System.Text.Json;
 
 namespace ClaudeProxy.Gateway.Usage;
 
 /// <summary>
 /// Reads Anthropic usage out of JSON tokens without allocating: a path of up to four known property names is kept,
-/// and numbers are assigned by where they stand. Shared by the SSE and the JSON parsers.
+/// and numbers are assigned by where they stand. Shared by the SSE and the JSON parsers. Output text is measured as it
+/// passes (<see cref="Text"/>): <c>delta.text</c>, <c>delta.thinking</c> and <c>delta.partial_json</c> of a stream
+/// event, <c>content[].text</c> and <c>content[].thinking</c> of a JSON message, and <c>completion</c> of the legacy
+/// completions API.
 /// </summary>
 internal struct UsageJson
 {
     private enum Name : byte
     {
         Other, Type, Message, Usage, Input, Output, CacheCreationTokens, CacheRead, CacheCreation, Write5m, Write1h, ServerToolUse,
-        WebSearch, WebFetch,
+        WebSearch, WebFetch, Delta, Text, Thinking, PartialJson, Content, Completion,
     }
 
     private Name _p0, _p1, _p2, _p3;
     private Name _pending;
     public UsageCounts Counts;
     public TopType Type;
+    public OutputText Text;
 
-    public enum TopType : byte { Unknown, MessageStart, MessageDelta, Error, Message, Other }
+    public enum TopType : byte { Unknown, MessageStart, MessageDelta, Error, Message, Completion, Other }
 
     public void Reset()
     {
@@ -47,7 +52,11 @@ internal struct UsageJson
                     : reader.ValueTextEquals("message_delta"u8) ? TopType.MessageDelta
                     : reader.ValueTextEquals("error"u8) ? TopType.Error
                     : reader.ValueTextEquals("message"u8) ? TopType.Message
+                    : reader.ValueTextEquals("completion"u8) ? TopType.Completion
                     : TopType.Other;
+                break;
+            case JsonTokenType.String when IsOutputText(depth):
+                MeasureText(ref reader);
                 break;
             case JsonTokenType.Number when reader.TryGetInt64(out var value):
                 // usage.* at depth 2 (message_delta, JSON message) or message.usage.* at depth 3 (message_start).
@@ -68,6 +77,32 @@ internal struct UsageJson
                     Assign(_p2, _p3, value);
                 }
                 break;
+        }
+    }
+
+    private readonly bool IsOutputText(int depth) => depth switch
+    {
+        1 => _p0 == Name.Completion,
+        2 => _p0 == Name.Delta && _p1 is Name.Text or Name.Thinking or Name.PartialJson,
+        3 => _p0 == Name.Content && _p2 is Name.Text or Name.Thinking,
+        _ => false,
+    };
+
+    private void MeasureText(ref Utf8JsonReader reader)
+    {
+        if (!reader.ValueIsEscaped)
+        {
+            Text.Add(reader.ValueSpan);
+            return;
+        }
+        // Decoded, as the text it is: an escape such as \n or \u00e9 is one character, not six bytes.
+        var length = reader.ValueSpan.Length;
+        byte[]? rented = null;
+        Span<byte> decoded = length <= 1024 ? stackalloc byte[1024] : (rented = ArrayPool<byte>.Shared.Rent(length));
+        Text.Add(decoded[..reader.CopyString(decoded)]);
+        if (rented is not null)
+        {
+            ArrayPool<byte>.Shared.Return(rented);
         }
     }
 
@@ -100,5 +135,11 @@ internal struct UsageJson
         : reader.ValueTextEquals("server_tool_use"u8) ? Name.ServerToolUse
         : reader.ValueTextEquals("web_search_requests"u8) ? Name.WebSearch
         : reader.ValueTextEquals("web_fetch_requests"u8) ? Name.WebFetch
+        : reader.ValueTextEquals("delta"u8) ? Name.Delta
+        : reader.ValueTextEquals("text"u8) ? Name.Text
+        : reader.ValueTextEquals("thinking"u8) ? Name.Thinking
+        : reader.ValueTextEquals("partial_json"u8) ? Name.PartialJson
+        : reader.ValueTextEquals("content"u8) ? Name.Content
+        : reader.ValueTextEquals("completion"u8) ? Name.Completion
         : Name.Other;
 }

@@ -13,7 +13,11 @@ public interface IUsageParser : IDisposable
     UsageResult Complete();
 }
 
-public readonly record struct UsageResult(UsageCounts Counts, bool StreamError);
+/// <summary>
+/// What an answer said about usage. <see cref="OutputEstimated"/>: the answer ended before its final usage (the client
+/// left, the upstream broke off, or it never reports usage), so the output was estimated from the text seen.
+/// </summary>
+public readonly record struct UsageResult(UsageCounts Counts, bool StreamError, bool OutputEstimated = false);
 
 /// <summary>A growable pooled byte buffer.</summary>
 internal struct PooledBuffer : IDisposable
@@ -64,6 +68,8 @@ internal struct PooledBuffer : IDisposable
 /// <summary>
 /// Server-sent events: every complete <c>data:</c> line is read for its type and usage. message_start gives input
 /// and cache counts, each message_delta replaces them with its non-null values and gives the cumulative output.
+/// A stream that ends without a message_delta has its output estimated from the text its deltas carried (see
+/// <see cref="OutputText"/>), as does a legacy completion stream, which reports no usage at all.
 /// Only a line that spans two reads is copied.
 /// </summary>
 public sealed class SseUsageParser : IUsageParser
@@ -71,6 +77,10 @@ public sealed class SseUsageParser : IUsageParser
     private const int MaxLine = 16 * 1024 * 1024;
     private PooledBuffer _partial;
     private UsageCounts _total;
+    private OutputText _text;
+    private bool _started;
+    private bool _final;
+    private bool _completion;
     private bool _error;
     private bool _overflow;
 
@@ -138,13 +148,19 @@ public sealed class SseUsageParser : IUsageParser
         {
             return;
         }
+        _text.Add(usage.Text);
         switch (usage.Type)
         {
             case UsageJson.TopType.MessageStart:
                 _total = usage.Counts;
+                _started = true;
                 break;
             case UsageJson.TopType.MessageDelta:
                 _total.Merge(usage.Counts);
+                _final = true;
+                break;
+            case UsageJson.TopType.Completion:
+                _completion = true;
                 break;
             case UsageJson.TopType.Error:
                 _error = true;
@@ -159,6 +175,11 @@ public sealed class SseUsageParser : IUsageParser
             Line(_partial.Span);
         }
         _partial.Length = 0;
+        if ((_started && !_final) || (_completion && !_total.Any))
+        {
+            _total.EstimateOutput(_text);
+            return new UsageResult(_total, _error, OutputEstimated: true);
+        }
         return new UsageResult(_total, _error);
     }
 
@@ -167,7 +188,8 @@ public sealed class SseUsageParser : IUsageParser
 
 /// <summary>
 /// A JSON answer, read incrementally with <see cref="Utf8JsonReader"/> state carried across reads: only the bytes
-/// of a token cut by a read boundary are kept, never the whole answer.
+/// of a token cut by a read boundary are kept, never the whole answer. A message cut off before its usage, and a
+/// legacy completion (which reports no usage), have their output estimated from the text seen.
 /// </summary>
 public sealed class JsonUsageParser : IUsageParser
 {
@@ -230,7 +252,13 @@ public sealed class JsonUsageParser : IUsageParser
             Read(_pending.Span, final: true);
         }
         _pending.Dispose();
-        return new UsageResult(_usage.Counts, _usage.Type == UsageJson.TopType.Error);
+        var counts = _usage.Counts;
+        if ((_usage.Type == UsageJson.TopType.Message && counts.Output is null) || (_usage.Type == UsageJson.TopType.Completion && !counts.Any))
+        {
+            counts.EstimateOutput(_usage.Text);
+            return new UsageResult(counts, false, OutputEstimated: true);
+        }
+        return new UsageResult(counts, _usage.Type == UsageJson.TopType.Error);
     }
 
     public void Dispose() => _pending.Dispose();

@@ -3,8 +3,9 @@ using System.Diagnostics;
 namespace ClaudeProxy.Gateway.Usage;
 
 /// <summary>
-/// The response body as YARP writes it: each piece goes to the client first, then to the usage parser. Nothing
-/// is held back. The parser is chosen at the first write, when the response headers are known.
+/// The response body as YARP writes it: each piece goes to the client first, then to the usage parser (also when the
+/// client could not take it). Nothing is held back. The parser is chosen at the first write, when the response
+/// headers are known.
 /// </summary>
 public sealed class UsageTapStream(Stream inner, HttpResponse response) : Stream
 {
@@ -23,8 +24,15 @@ public sealed class UsageTapStream(Stream inner, HttpResponse response) : Stream
     public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
         Start();
-        await inner.WriteAsync(buffer, cancellationToken);
-        Observe(buffer.Span);
+        try
+        {
+            await inner.WriteAsync(buffer, cancellationToken);
+        }
+        finally
+        {
+            // Read even when the client has gone: the upstream sent these bytes, and bills them.
+            Observe(buffer.Span);
+        }
     }
 
     public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
@@ -33,8 +41,14 @@ public sealed class UsageTapStream(Stream inner, HttpResponse response) : Stream
     public override void Write(byte[] buffer, int offset, int count)
     {
         Start();
-        inner.Write(buffer, offset, count);
-        Observe(buffer.AsSpan(offset, count));
+        try
+        {
+            inner.Write(buffer, offset, count);
+        }
+        finally
+        {
+            Observe(buffer.AsSpan(offset, count));
+        }
     }
 
     public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
