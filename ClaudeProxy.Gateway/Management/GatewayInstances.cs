@@ -1,12 +1,19 @@
 using System.Text.Json;
 using ClaudeProxy.Gateway.Forwarding;
+using ClaudeProxy.Gateway.Telemetry;
 using StackExchange.Redis;
 
 namespace ClaudeProxy.Gateway.Management;
 
-/// <summary>Each instance announces itself in Redis every two seconds; the management API lists those seen lately.</summary>
-public sealed class GatewayInstances(UpstreamCircuitBreaker breaker, TimeProvider time, IConnectionMultiplexer? redis = null) : BackgroundService
+/// <summary>
+/// Each instance announces itself in Redis every two seconds; the management API lists those seen lately. While Redis
+/// cannot be reached the heartbeat reports it (once per episode in the log, in <c>/readyz</c> and in
+/// <c>claudeproxy.background.failing</c>), backs off, and resumes when Redis is back; the process keeps serving.
+/// </summary>
+public sealed partial class GatewayInstances(UpstreamCircuitBreaker breaker, TimeProvider time, BackgroundHealth health, ILogger<GatewayInstances> logger,
+    IConnectionMultiplexer? redis = null) : BackgroundService
 {
+    public const string Service = "heartbeat";
     private const string Key = "cp:instances";
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(2);
     private readonly string _id = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..6]}";
@@ -41,7 +48,7 @@ public sealed class GatewayInstances(UpstreamCircuitBreaker breaker, TimeProvide
             }
             return [.. list.OrderBy(i => i.StartedAt)];
         }
-        catch (RedisException)
+        catch (Exception e) when (e is RedisException or TimeoutException)
         {
             return [Self()];
         }
@@ -53,19 +60,38 @@ public sealed class GatewayInstances(UpstreamCircuitBreaker breaker, TimeProvide
         {
             return;
         }
-        using var timer = new PeriodicTimer(Interval, time);
-        do
+        var backoff = new Backoff(Interval, TimeSpan.FromSeconds(10));
+        while (!stoppingToken.IsCancellationRequested)
         {
+            var wait = Interval;
             try
             {
-                await redis.GetDatabase().HashSetAsync(Key, _id, JsonSerializer.Serialize(Self(), ManagementJsonContext.Default.GatewayInstance));
+                await redis.GetDatabase().HashSetAsync(Key, _id, JsonSerializer.Serialize(Self(), ManagementJsonContext.Default.GatewayInstance))
+                    .WaitAsync(stoppingToken);
+                backoff.Reset();
+                if (health.Succeeded(Service))
+                {
+                    LogBack(logger);
+                }
             }
-            catch (RedisException)
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {
-                // Heartbeats resume when Redis is back.
+                // Redis down or slow (RedisConnectionException, RedisTimeoutException): this instance keeps serving.
+                wait = backoff.Next();
+                if (health.Failed(Service, e))
+                {
+                    LogFailed(logger, BackgroundHealth.Describe(e));
+                }
+            }
+            try
+            {
+                await Task.Delay(wait, time, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
             }
         }
-        while (await timer.WaitForNextTickAsync(stoppingToken).AsTask().ContinueWith(t => !t.IsCanceled && t.Result, TaskScheduler.Default));
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)
@@ -75,13 +101,20 @@ public sealed class GatewayInstances(UpstreamCircuitBreaker breaker, TimeProvide
         {
             try
             {
-                await redis.GetDatabase().HashDeleteAsync(Key, _id);
+                await redis.GetDatabase().HashDeleteAsync(Key, _id).WaitAsync(cancellationToken);
             }
-            catch (RedisException)
+            catch (Exception e) when (e is RedisException or TimeoutException or OperationCanceledException)
             {
+                // Other instances stop listing this one once its heartbeat is old.
             }
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The gateway heartbeat cannot reach Redis ({Reason}); this instance keeps serving and retries")]
+    private static partial void LogFailed(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "The gateway heartbeat reaches Redis again")]
+    private static partial void LogBack(ILogger logger);
 }
 
 public sealed record GatewayInstance(string Id, string Host, int ProcessId, DateTimeOffset StartedAt, DateTimeOffset LastSeen, BreakerStatus Breaker);

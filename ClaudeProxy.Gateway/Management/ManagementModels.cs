@@ -28,7 +28,7 @@ public sealed record EventView(Guid Id, DateTimeOffset Time, string DeviceId, st
     double? TimeToFirstByteMs, bool Cancelled, string? UpstreamRequestId, string CorrelationId);
 
 public sealed record Overview(decimal SpendToday, decimal SpendThisMonth, long RequestsToday, long ErrorsToday, double ErrorRateToday,
-    int PendingApprovals, int Devices, List<UsageTotal> TopDevices, List<SeriesPoint> SpendByDay);
+    int PendingApprovals, int Devices, List<UsageTotal> TopDevices, List<SeriesPoint> SpendByDay, int DeadLetters);
 
 [JsonSerializable(typeof(GatewayInstance))]
 [JsonSerializable(typeof(BreakerStatus))]
