@@ -89,6 +89,12 @@ public sealed class UsageWriterFaultTests(StackFixture fx) : IClassFixture<Stack
         manage.DefaultRequestHeaders.Authorization = new("Bearer", OperatorKey);
         using var overview = JsonDocument.Parse(await manage.GetStringAsync("/manage/v1/overview"));
         Assert.Equal(1, overview.RootElement.GetProperty("dead_letters").GetInt32());
+        if (!OperatingSystem.IsWindows())
+        {
+            // The spool folder the gateway was given was made private at start.
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute,
+                File.GetUnixFileMode(gateway.Services.GetRequiredService<UsageSpool>().Directory));
+        }
     }
 
     [Fact]
