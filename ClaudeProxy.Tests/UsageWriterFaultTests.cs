@@ -193,6 +193,47 @@ public sealed class UsageWriterFaultTests(StackFixture fx) : IClassFixture<Stack
     }
 
     [Fact]
+    public async Task Events_in_flight_when_a_hung_postgres_outlasts_the_shutdown_deadline_are_spooled_not_lost()
+    {
+        var db = await fx.Postgres.CreateDatabaseAsync();
+        var spool = Path.Combine(Path.GetTempPath(), "claudeproxy-test-hung-" + db);
+        var gateway = await GatewayHost.StartAsync(Settings(db, spool));
+        var sink = gateway.Services.GetRequiredService<IUsageSink>();
+        var folder = gateway.Services.GetRequiredService<UsageSpool>().Directory;
+        var queued = Enumerable.Range(0, 500).Select(_ => Event()).ToList();
+        await fx.Postgres.PauseAsync();
+        try
+        {
+            // Postgres answers nothing: the batch in flight hangs past the host's 10 s shutdown deadline.
+            queued.ForEach(sink.Enqueue);
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            using (var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
+            {
+                await gateway.App.StopAsync(deadline.Token).WaitAsync(Wait);
+            }
+            // When the host has stopped the process may exit at once: every event must be on disk by then.
+            Assert.True(started.Elapsed < TimeSpan.FromSeconds(25), $"stopping took {started.Elapsed}");
+            var onDisk = Directory.EnumerateFiles(folder, "usage-*.jsonl").SelectMany(File.ReadLines).Count(l => l.Contains("\"correlation_id\"", StringComparison.Ordinal));
+            Assert.Equal(500, onDisk);
+        }
+        finally
+        {
+            await fx.Postgres.ResumeAsync();
+            await gateway.DisposeAsync();
+        }
+        var next = await GatewayHost.StartAsync(Settings(db, spool));
+        try
+        {
+            await next.Services.GetRequiredService<UsageWriter>().WaitForStoredAsync(500).WaitAsync(Wait);
+            Assert.Equal(500, await CountAsync(db, queued));
+        }
+        finally
+        {
+            await next.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task Postgres_stopped_while_another_instance_shares_the_spool_loses_nothing_and_no_exception_escapes()
     {
         var db = await fx.Postgres.CreateDatabaseAsync();

@@ -34,7 +34,8 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
     private const int MaxHeld = 100_000;
     private readonly Channel<UsageEvent> _channel = Channel.CreateBounded<UsageEvent>(new BoundedChannelOptions(100_000)
     {
-        SingleReader = true,
+        // Not single-reader: at a shutdown deadline, StoppedAsync takes what is left while the writer may still be stuck in Postgres.
+        SingleReader = false,
         FullMode = BoundedChannelFullMode.Wait,
     });
     private readonly NpgsqlDataSource _dataSource;
@@ -52,6 +53,8 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
     private readonly Progress _stored = new();
     private readonly Progress _deadLetters = new();
     private int _overflowCount;
+    private UsageEvent[] _inFlight = [];
+    private int _handedOver;
     private int _dropWarned;
     private bool _spoolWaiting = true;
     private volatile bool _databaseDown;
@@ -149,8 +152,15 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
                     }
                 }
                 await GatherAsync(reader, batch);
-                await KeepAsync(batch);
+                var inFlight = batch.ToArray();
                 batch.Clear();
+                Volatile.Write(ref _inFlight, inFlight);
+                await KeepAsync(inFlight);
+                Volatile.Write(ref _inFlight, []);
+                if (Volatile.Read(ref _handedOver) == 1)
+                {
+                    return; // Shutdown spooled what was left while this batch was stuck.
+                }
                 if (!_databaseDown && reader.Count == 0 && Volatile.Read(ref _spoolWaiting))
                 {
                     await ReplayAsync();
@@ -227,9 +237,9 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
     }
 
     /// <summary>Stores the batch, or spools what Postgres cannot take now, or holds it in memory when the disk fails too.</summary>
-    private async Task KeepAsync(List<UsageEvent> batch)
+    private async Task KeepAsync(UsageEvent[] batch)
     {
-        if (batch.Count == 0)
+        if (batch.Length == 0)
         {
             return;
         }
@@ -518,16 +528,46 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
     public async Task StoppedAsync(CancellationToken cancellationToken)
     {
         _channel.Writer.TryComplete();
-        await using (cancellationToken.Register(_abandon.Cancel))
+        if (ExecuteTask is { } running)
         {
-            if (ExecuteTask is { } running)
+            await using (cancellationToken.Register(_abandon.Cancel))
             {
-                // Once abandoned, Postgres calls stop and what is left goes to the spool: that takes moments.
                 await running.WaitAsync(cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
-                await running.WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+            // Abandoned: Postgres calls are cancelled and what is left goes to the spool. A Postgres that does not even
+            // answer the cancellation gets two seconds; then the batch in flight and the rest are spooled from here (a
+            // batch that commits after all is stored once: replay is idempotent).
+            await running.WaitAsync(TimeSpan.FromSeconds(2), CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
+            if (!running.IsCompleted && Interlocked.Exchange(ref _handedOver, 1) == 0)
+            {
+                SpoolLeftovers();
             }
         }
-        await base.StopAsync(CancellationToken.None);
+        // Cancels the stopping token without waiting again for a writer that Postgres still holds.
+        await base.StopAsync(new CancellationToken(canceled: true));
+    }
+
+    private void SpoolLeftovers()
+    {
+        var left = new List<UsageEvent>(Volatile.Read(ref _inFlight));
+        while (_channel.Reader.TryRead(out var item))
+        {
+            left.Add(item);
+        }
+        while (_overflow.TryDequeue(out var item))
+        {
+            left.Add(item);
+        }
+        try
+        {
+            _spool.Append(left);
+            _metrics.Spooled(left.Count);
+        }
+        catch (Exception e)
+        {
+            Dropped(left.Count);
+            LogSpoolFailed(_logger, BackgroundHealth.Describe(e));
+        }
     }
 
     public override void Dispose()
