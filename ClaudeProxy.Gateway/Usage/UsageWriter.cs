@@ -170,6 +170,8 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
             {
                 // Not a Postgres outage (those are handled where they happen): keep the events, report, back off.
                 Hold(batch);
+                Hold(Volatile.Read(ref _inFlight));
+                Volatile.Write(ref _inFlight, []);
                 batch.Clear();
                 if (_health.Failed(WriterService, e))
                 {
