@@ -21,8 +21,8 @@ public static class UsageExtensions
 
         if (builder.Configuration.NpgsqlConnectionString(DataExtensions.ConnectionName) is { } connectionString)
         {
-            // Resolved here so a spool folder that cannot be made private stops the process at start with one line.
-            builder.Services.AddSingleton(UsageSpool.Locate(builder.Configuration, connectionString));
+            // Made when the writer starts, not at build: the migrate command never needs a spool folder.
+            builder.Services.AddSingleton(_ => UsageSpool.Locate(builder.Configuration, connectionString));
             builder.Services.AddHealthChecks().Add(new HealthCheckRegistration("usage-writer",
                 sp => new DelegateHealthCheck(sp.GetRequiredService<UsageWriter>().Check), HealthStatus.Degraded, ["ready"]));
         }
