@@ -170,4 +170,15 @@ public sealed class AdminBrowserTests(StackFixture fx) : IClassFixture<StackFixt
         await page.ClickAsync("button[type=submit]");
         await page.WaitForURLAsync("**/login?error=locked");
     }
+
+    [Fact]
+    public async Task The_overview_warns_about_usage_events_postgres_refused()
+    {
+        var writer = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<ClaudeProxy.Gateway.Usage.UsageWriter>(_gateway.Services);
+        writer.Enqueue(UsageWriterFaultTests.Event(model: "claude\0refused"));
+        await writer.WaitForDeadLettersAsync(1).WaitAsync(TimeSpan.FromSeconds(60));
+
+        var page = await SignedInPageAsync("/");
+        await Assertions.Expect(page.GetByTestId("dead-letters")).ToContainTextAsync("1 usage events were refused by Postgres");
+    }
 }

@@ -20,7 +20,7 @@ public sealed record EventDto(Guid Id, DateTimeOffset Time, string DeviceId, str
     double? TimeToFirstByteMs, bool Cancelled, string? UpstreamRequestId, string CorrelationId, bool CostEstimated = false, bool OutputEstimated = false);
 
 public sealed record OverviewDto(decimal SpendToday, decimal SpendThisMonth, long RequestsToday, long ErrorsToday, double ErrorRateToday, int PendingApprovals,
-    int Devices, List<UsageTotalDto> TopDevices, List<SeriesPointDto> SpendByDay);
+    int Devices, List<UsageTotalDto> TopDevices, List<SeriesPointDto> SpendByDay, int DeadLetters = 0);
 
 public sealed record AuditDto(long Id, DateTimeOffset Time, string Actor, string Action, string Target, string? Before, string? After);
 

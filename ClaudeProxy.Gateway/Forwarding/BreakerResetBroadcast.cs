@@ -1,12 +1,20 @@
+using ClaudeProxy.Gateway.Telemetry;
 using StackExchange.Redis;
 
 namespace ClaudeProxy.Gateway.Forwarding;
 
-/// <summary>A breaker reset on one instance reaches every instance through Redis pub/sub.</summary>
-public sealed partial class BreakerResetBroadcast(UpstreamCircuitBreaker breaker, ILogger<BreakerResetBroadcast> logger, IConnectionMultiplexer? redis = null)
-    : IHostedService
+/// <summary>
+/// A breaker reset on one instance reaches every instance through Redis pub/sub. The subscription is made in the
+/// background: while Redis cannot be reached the instance starts and serves anyway, reports it in <c>/readyz</c>, and
+/// retries with backoff until the subscription is made (after that the multiplexer restores it on every reconnect).
+/// </summary>
+public sealed partial class BreakerResetBroadcast(UpstreamCircuitBreaker breaker, BackgroundHealth health, ILogger<BreakerResetBroadcast> logger,
+    IConnectionMultiplexer? redis = null) : IHostedService, IDisposable
 {
+    public const string Service = "breaker-reset-subscriber";
     public static readonly RedisChannel Channel = RedisChannel.Literal("claudeproxy:circuit-breaker:reset");
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _subscribing = Task.CompletedTask;
 
     public async Task ResetEverywhereAsync(CancellationToken cancellationToken)
     {
@@ -16,41 +24,86 @@ public sealed partial class BreakerResetBroadcast(UpstreamCircuitBreaker breaker
         {
             try
             {
-                await redis.GetSubscriber().PublishAsync(Channel, Environment.MachineName + ":" + Environment.ProcessId);
+                await redis.GetSubscriber().PublishAsync(Channel, Environment.MachineName + ":" + Environment.ProcessId).WaitAsync(cancellationToken);
             }
-            catch (RedisException e)
+            catch (Exception e) when (e is RedisException or TimeoutException)
             {
                 LogPublishFailed(logger, e.GetType().Name);
             }
         }
     }
 
-    public async Task StartAsync(CancellationToken cancellationToken)
+    public Task StartAsync(CancellationToken cancellationToken)
     {
-        if (redis is null)
+        if (redis is not null)
         {
-            return;
+            _subscribing = SubscribeAsync(redis.GetSubscriber(), _stopping.Token);
         }
-        try
+        return Task.CompletedTask;
+    }
+
+    private async Task SubscribeAsync(ISubscriber subscriber, CancellationToken stoppingToken)
+    {
+        var backoff = new Backoff(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(15));
+        void OnReset(RedisChannel channel, RedisValue origin)
         {
-            await redis.GetSubscriber().SubscribeAsync(Channel, (_, _) =>
+            _ = breaker.ResetAsync();
+            LogReset(logger, "another instance");
+        }
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
             {
-                _ = breaker.ResetAsync();
-                LogReset(logger, "another instance");
-            });
-        }
-        catch (RedisException e)
-        {
-            // The multiplexer re-subscribes when the connection comes back.
-            LogPublishFailed(logger, e.GetType().Name);
+                await subscriber.SubscribeAsync(Channel, OnReset).WaitAsync(stoppingToken);
+                if (health.Succeeded(Service))
+                {
+                    LogSubscribed(logger);
+                }
+                return;
+            }
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+            {
+                if (health.Failed(Service, e))
+                {
+                    LogSubscribeFailed(logger, BackgroundHealth.Describe(e));
+                }
+                try
+                {
+                    // A timed-out attempt may have left the handler registered: take it off, so one reset runs once.
+                    await subscriber.UnsubscribeAsync(Channel, OnReset).WaitAsync(stoppingToken);
+                }
+                catch (Exception) when (!stoppingToken.IsCancellationRequested)
+                {
+                }
+            }
+            try
+            {
+                await Task.Delay(backoff.Next(), stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
         }
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync();
+        await _subscribing.WaitAsync(cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+    }
+
+    public void Dispose() => _stopping.Dispose();
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Upstream circuit breaker reset by {Origin}")]
     private static partial void LogReset(ILogger logger, string origin);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Circuit breaker reset could not use Redis ({Reason})")]
     private static partial void LogPublishFailed(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot subscribe to circuit breaker resets ({Reason}); this instance serves and retries")]
+    private static partial void LogSubscribeFailed(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Subscribed to circuit breaker resets")]
+    private static partial void LogSubscribed(ILogger logger);
 }

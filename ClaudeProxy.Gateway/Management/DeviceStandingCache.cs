@@ -176,7 +176,7 @@ public sealed partial class DeviceStandingCache(
         {
             await redis.GetSubscriber().SubscribeAsync(Channel, (_, message) => _cache.TryRemove(message.ToString(), out Entry? _));
         }
-        catch (RedisException e)
+        catch (Exception e) when (e is RedisException or TimeoutException)
         {
             LogUnavailable(logger, e.GetType().Name);
         }

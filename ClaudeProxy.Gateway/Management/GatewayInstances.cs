@@ -1,15 +1,20 @@
 using System.Text.Json;
 using ClaudeProxy.Gateway.Forwarding;
+using ClaudeProxy.Gateway.Telemetry;
 using StackExchange.Redis;
 
 namespace ClaudeProxy.Gateway.Management;
 
 /// <summary>
 /// Each instance announces itself in Redis every two seconds; the management API lists those seen lately, and the
-/// limiter divides a device's remaining spend among the live ones while Redis is away (the count taken last).
+/// limiter divides a device's remaining spend among the live ones while Redis is away (the count taken last). While
+/// Redis cannot be reached the heartbeat reports it (once per episode in the log, in <c>/readyz</c> and in
+/// <c>claudeproxy.background.failing</c>), backs off, and resumes when Redis is back; the process keeps serving.
 /// </summary>
-public sealed class GatewayInstances(UpstreamCircuitBreaker breaker, TimeProvider time, IConnectionMultiplexer? redis = null) : BackgroundService, Limits.ILiveInstances
+public sealed partial class GatewayInstances(UpstreamCircuitBreaker breaker, TimeProvider time, BackgroundHealth health, ILogger<GatewayInstances> logger,
+    IConnectionMultiplexer? redis = null) : BackgroundService, Limits.ILiveInstances
 {
+    public const string Service = "heartbeat";
     private int _liveCount;
 
     private const string Key = "cp:instances";
@@ -33,7 +38,7 @@ public sealed class GatewayInstances(UpstreamCircuitBreaker breaker, TimeProvide
         {
             return await ReadAsync(redis);
         }
-        catch (RedisException)
+        catch (Exception e) when (e is RedisException or TimeoutException)
         {
             return [Self()];
         }
@@ -65,20 +70,39 @@ public sealed class GatewayInstances(UpstreamCircuitBreaker breaker, TimeProvide
         {
             return;
         }
-        using var timer = new PeriodicTimer(Interval, time);
-        do
+        var backoff = new Backoff(Interval, TimeSpan.FromSeconds(10));
+        while (!stoppingToken.IsCancellationRequested)
         {
+            var wait = Interval;
             try
             {
-                await redis.GetDatabase().HashSetAsync(Key, _id, JsonSerializer.Serialize(Self(), ManagementJsonContext.Default.GatewayInstance));
-                Volatile.Write(ref _liveCount, (await ReadAsync(redis)).Count);
+                await redis.GetDatabase().HashSetAsync(Key, _id, JsonSerializer.Serialize(Self(), ManagementJsonContext.Default.GatewayInstance))
+                    .WaitAsync(stoppingToken);
+                Volatile.Write(ref _liveCount, (await ReadAsync(redis).WaitAsync(stoppingToken)).Count);
+                backoff.Reset();
+                if (health.Succeeded(Service))
+                {
+                    LogBack(logger);
+                }
             }
-            catch (RedisException)
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {
-                // Heartbeats resume when Redis is back.
+                // Redis down or slow (RedisConnectionException, RedisTimeoutException): this instance keeps serving.
+                wait = backoff.Next();
+                if (health.Failed(Service, e))
+                {
+                    LogFailed(logger, BackgroundHealth.Describe(e));
+                }
+            }
+            try
+            {
+                await Task.Delay(wait, time, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
             }
         }
-        while (await timer.WaitForNextTickAsync(stoppingToken).AsTask().ContinueWith(t => !t.IsCanceled && t.Result, TaskScheduler.Default));
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)
@@ -88,13 +112,20 @@ public sealed class GatewayInstances(UpstreamCircuitBreaker breaker, TimeProvide
         {
             try
             {
-                await redis.GetDatabase().HashDeleteAsync(Key, _id);
+                await redis.GetDatabase().HashDeleteAsync(Key, _id).WaitAsync(cancellationToken);
             }
-            catch (RedisException)
+            catch (Exception e) when (e is RedisException or TimeoutException or OperationCanceledException)
             {
+                // Other instances stop listing this one once its heartbeat is old.
             }
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The gateway heartbeat cannot reach Redis ({Reason}); this instance keeps serving and retries")]
+    private static partial void LogFailed(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "The gateway heartbeat reaches Redis again")]
+    private static partial void LogBack(ILogger logger);
 }
 
 public sealed record GatewayInstance(string Id, string Host, int ProcessId, DateTimeOffset StartedAt, DateTimeOffset LastSeen, BreakerStatus Breaker);

@@ -29,7 +29,7 @@ public sealed record EventView(Guid Id, DateTimeOffset Time, string DeviceId, st
     double? TimeToFirstByteMs, bool Cancelled, string? UpstreamRequestId, string CorrelationId, bool CostEstimated = false, bool OutputEstimated = false);
 
 public sealed record Overview(decimal SpendToday, decimal SpendThisMonth, long RequestsToday, long ErrorsToday, double ErrorRateToday,
-    int PendingApprovals, int Devices, List<UsageTotal> TopDevices, List<SeriesPoint> SpendByDay);
+    int PendingApprovals, int Devices, List<UsageTotal> TopDevices, List<SeriesPoint> SpendByDay, int DeadLetters);
 
 [JsonSerializable(typeof(GatewayInstance))]
 [JsonSerializable(typeof(BreakerStatus))]

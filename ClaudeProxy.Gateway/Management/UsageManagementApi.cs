@@ -21,7 +21,7 @@ public static class UsageManagementApi
         usage.MapGet("/sessions", Sessions).WithSummary("Claude Code sessions (x-claude-code-session-id), latest first");
         usage.MapGet("/events", Events).WithSummary("Individual requests, filtered and paged, newest first");
         usage.MapGet("/export.csv", ExportCsv).WithSummary("The filtered requests as CSV");
-        api.MapGet("/overview", OverviewAsync).WithTags("Usage").WithSummary("Spend today and this month, requests, error rate, top devices, pending approvals");
+        api.MapGet("/overview", OverviewAsync).WithTags("Usage").WithSummary("Spend today and this month, requests, error rate, top devices, pending approvals, usage dead letters");
         return api;
     }
 
@@ -183,9 +183,10 @@ public static class UsageManagementApi
         var spendMonth = await days.Where(r => r.BucketStart >= month).SumAsync(r => (decimal?)r.CostUsd) ?? 0m;
         var pending = await db.Devices.CountAsync(d => d.Status == DeviceStatus.Pending);
         var devices = await db.Devices.CountAsync();
+        var deadLetters = await db.UsageDeadLetters.CountAsync();
         var top = (await Totals(m, month, null, null, null, r => r.DeviceId)).Value!.Take(5).ToList();
         var series = (await TimeSeries(m, today.AddDays(-29), null, null, null)).Value!;
         return TypedResults.Ok(new Overview(spendToday, spendMonth, requestsToday, errorsToday, requestsToday == 0 ? 0 : (double)errorsToday / requestsToday,
-            pending, devices, top, series));
+            pending, devices, top, series, deadLetters));
     }
 }

@@ -16,6 +16,11 @@ public sealed class GatewayMetrics
     private readonly Counter<double> _cost;
     private readonly Counter<long> _unpriced;
     private readonly Counter<long> _usageSpooled;
+    private readonly Counter<long> _usageDeadLetters;
+    private readonly Counter<long> _spoolQuarantined;
+    private readonly Counter<long> _usageDropped;
+    private readonly Counter<long> _backgroundFailures;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _backgroundFailing = new(StringComparer.Ordinal);
 
     public GatewayMetrics(IMeterFactory meterFactory)
     {
@@ -31,6 +36,12 @@ public sealed class GatewayMetrics
         _cost = meter.CreateCounter<double>("claudeproxy.usage.cost", "USD", "Cost of requests, priced from the pricing file");
         _unpriced = meter.CreateCounter<long>("claudeproxy.usage.unpriced", "{request}", "Requests for a model with no price");
         _usageSpooled = meter.CreateCounter<long>("claudeproxy.usage.spooled", "{event}", "Usage events written to the spool while Postgres was down");
+        _usageDeadLetters = meter.CreateCounter<long>("claudeproxy.usage.dead_letters", "{event}", "Usage events Postgres refused, kept as dead letters, by source");
+        _spoolQuarantined = meter.CreateCounter<long>("claudeproxy.usage.spool.quarantined", "{file}", "Spool files that could not be replayed and were set aside");
+        _usageDropped = meter.CreateCounter<long>("claudeproxy.usage.dropped", "{event}", "Usage events that neither Postgres, the spool nor memory could keep");
+        _backgroundFailures = meter.CreateCounter<long>("claudeproxy.background.failures", "{failure}", "Failed attempts of background services, by service");
+        meter.CreateObservableGauge("claudeproxy.background.failing", () => _backgroundFailing.Select(s =>
+            new Measurement<int>(s.Value, new KeyValuePair<string, object?>("service", s.Key))), "{service}", "1 while a background service is failing, else 0");
     }
 
     public int BreakerState { get; set; }
@@ -46,6 +57,16 @@ public sealed class GatewayMetrics
     public void Unpriced(string model) => _unpriced.Add(1, new KeyValuePair<string, object?>("gen_ai.request.model", model));
 
     public void Spooled(int count) => _usageSpooled.Add(count);
+
+    public void DeadLettered(string source) => _usageDeadLetters.Add(1, new KeyValuePair<string, object?>("source", source));
+
+    public void SpoolQuarantined() => _spoolQuarantined.Add(1);
+
+    public void UsageDropped(int count) => _usageDropped.Add(count);
+
+    public void BackgroundFailure(string service) => _backgroundFailures.Add(1, new KeyValuePair<string, object?>("service", service));
+
+    public void BackgroundState(string service, bool failing) => _backgroundFailing[service] = failing ? 1 : 0;
 
     public void Usage(string model, long input, long output, decimal? cost, double durationSeconds, double? ttfbSeconds)
     {

@@ -1,7 +1,9 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.Json;
 using System.Threading.Channels;
 using ClaudeProxy.Gateway.Telemetry;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Npgsql;
 using NpgsqlTypes;
 
@@ -10,194 +12,571 @@ namespace ClaudeProxy.Gateway.Usage;
 /// <summary>
 /// Usage events go onto a bounded channel (the request path never waits); this writer takes them in batches and
 /// inserts each batch with binary COPY into a staging table, then moves it into <c>usage_events</c> idempotently
-/// (by event id) and updates the hourly and daily rollups, in one transaction. When Postgres is down, batches go to
-/// an append-only spool file, flushed to disk, and are replayed when it returns: each event is stored exactly once.
-/// On shutdown the writer drains the channel.
+/// (by event id) and updates the hourly and daily rollups, in one transaction.
+/// <list type="bullet">
+/// <item>Postgres unreachable (connection, I/O, timeouts, server shutting down): the batch goes to the
+/// <see cref="UsageSpool"/> and is replayed when Postgres answers again, each event stored exactly once.</item>
+/// <item>Postgres refuses a row (data errors, SQLSTATE classes 22, 23 and 54): the batch is split in halves until the
+/// refused events are alone; the others are stored, each refused one becomes a <c>usage_dead_letters</c> row (or a line
+/// in the spool folder's dead-letter file when Postgres cannot take that either), and the writer goes on.</item>
+/// <item>Anything else: the events stay in memory, the failure is reported once in <c>/readyz</c> and the log, and the
+/// writer backs off and tries again. It never stops the process.</item>
+/// </list>
+/// The writer stops after the web server (<see cref="IHostedLifecycleService.StoppedAsync"/>), so events of requests
+/// that finish during shutdown are drained too; what Postgres cannot take by the shutdown deadline goes to the spool.
 /// </summary>
-public sealed partial class UsageWriter : BackgroundService, IUsageSink
+public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHostedLifecycleService
 {
+    public const string WriterService = "usage-writer";
+    public const string SpoolService = "usage-spool";
+    public const string ReplayService = "usage-spool-replay";
     private const int MaxBatch = 2000;
+    private const int MaxHeld = 100_000;
     private readonly Channel<UsageEvent> _channel = Channel.CreateBounded<UsageEvent>(new BoundedChannelOptions(100_000)
     {
-        SingleReader = true,
+        // Not single-reader: at a shutdown deadline, StoppedAsync takes what is left while the writer may still be stuck in Postgres.
+        SingleReader = false,
         FullMode = BoundedChannelFullMode.Wait,
     });
     private readonly NpgsqlDataSource _dataSource;
     private readonly UsageSpool _spool;
     private readonly GatewayMetrics _metrics;
+    private readonly BackgroundHealth _health;
+    private readonly TimeProvider _time;
     private readonly ILogger<UsageWriter> _logger;
     private readonly TimeSpan _flushInterval;
-    private bool _databaseDown;
-    private bool _spooledWhileUp;
+    // Cancelled when shutdown runs out of time: Postgres calls stop, and what is left goes to the spool.
+    private readonly CancellationTokenSource _abandon = new();
+    private readonly ConcurrentQueue<UsageEvent> _overflow = new();
+    private readonly List<UsageEvent> _held = [];
+    private readonly Backoff _backoff = new(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(10));
+    private readonly Progress _stored = new();
+    private readonly Progress _deadLetters = new();
+    private int _overflowCount;
+    private UsageEvent[] _inFlight = [];
+    private int _handedOver;
+    private int _dropWarned;
+    private bool _spoolWaiting = true;
+    private volatile bool _databaseDown;
+    private DateTimeOffset _downSince;
+    private string? _downReason;
+    private DateTimeOffset _nextAttempt;
+    private DateTimeOffset _holdUntil;
 
-    public UsageWriter(NpgsqlDataSource dataSource, UsageSpool spool, GatewayMetrics metrics, ILogger<UsageWriter> logger, IConfiguration configuration)
+    public UsageWriter(NpgsqlDataSource dataSource, UsageSpool spool, GatewayMetrics metrics, BackgroundHealth health, TimeProvider time,
+        ILogger<UsageWriter> logger, IConfiguration configuration)
     {
         _dataSource = dataSource;
         _spool = spool;
         _metrics = metrics;
+        _health = health;
+        _time = time;
         _logger = logger;
         var ms = Configuration.GatewayOptions.Number(configuration, "USAGE_FLUSH_MS", 250, 10, 1000);
         _flushInterval = TimeSpan.FromMilliseconds(ms);
     }
 
-    private readonly List<(long Count, TaskCompletionSource Done)> _waiters = [];
-    private long _stored;
+    /// <summary>Events written to Postgres since start (an event replayed after an uncertain failure may count twice).</summary>
+    public long Stored => _stored.Value;
 
-    /// <summary>Events written to Postgres since start.</summary>
-    public long Stored => Interlocked.Read(ref _stored);
+    /// <summary>Events Postgres refused since start, kept as dead letters.</summary>
+    public long DeadLetters => _deadLetters.Value;
 
     /// <summary>Completes once at least <paramref name="count"/> events have been written since start.</summary>
-    public Task WaitForStoredAsync(long count)
-    {
-        lock (_waiters)
-        {
-            if (Stored >= count)
-            {
-                return Task.CompletedTask;
-            }
-            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            _waiters.Add((count, done));
-            return done.Task;
-        }
-    }
+    public Task WaitForStoredAsync(long count) => _stored.WaitFor(count);
 
-    private void NotifyStored(int added)
-    {
-        var stored = Interlocked.Add(ref _stored, added);
-        lock (_waiters)
-        {
-            foreach (var (_, done) in _waiters.Where(w => w.Count <= stored))
-            {
-                done.TrySetResult();
-            }
-            _waiters.RemoveAll(w => w.Count <= stored);
-        }
-    }
+    /// <summary>Completes once at least <paramref name="count"/> events have been dead-lettered since start.</summary>
+    public Task WaitForDeadLettersAsync(long count) => _deadLetters.WaitFor(count);
 
     public void Enqueue(UsageEvent usage)
     {
-        if (!_channel.Writer.TryWrite(usage))
+        if (_channel.Writer.TryWrite(usage))
         {
-            // The channel is full (Postgres far behind) or closed (shutting down): the disk keeps it, and the
-            // writer replays it once it has caught up.
+            return;
+        }
+        // The channel is full (Postgres far behind) or closed (shutting down): the disk keeps it, and the
+        // writer replays it once it has caught up.
+        try
+        {
             _spool.Append([usage]);
             _metrics.Spooled(1);
-            Volatile.Write(ref _spooledWhileUp, true);
+            Volatile.Write(ref _spoolWaiting, true);
+        }
+        catch (Exception e)
+        {
+            if (Interlocked.Increment(ref _overflowCount) <= MaxHeld)
+            {
+                _overflow.Enqueue(usage);
+            }
+            else
+            {
+                Interlocked.Decrement(ref _overflowCount);
+                Dropped(1);
+            }
+            if (_health.Failed(SpoolService, e))
+            {
+                LogSpoolFailed(_logger, BackgroundHealth.Describe(e));
+            }
         }
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var batch = new List<UsageEvent>(MaxBatch);
+        await Task.Yield();
         var reader = _channel.Reader;
+        var batch = new List<UsageEvent>(MaxBatch);
         await ReplayAsync();
         while (true)
         {
-            bool more;
             try
             {
-                more = await reader.WaitToReadAsync(CancellationToken.None).AsTask().WaitAsync(_databaseDown ? TimeSpan.FromSeconds(1) : Timeout.InfiniteTimeSpan, CancellationToken.None);
-            }
-            catch (TimeoutException)
-            {
-                // Nothing new while Postgres is down: see whether it is back.
-                await ReplayAsync();
-                continue;
-            }
-            if (!more)
-            {
-                break;
-            }
-            // Gather for at most one flush interval, so an event waits no longer than that.
-            var deadline = Stopwatch.GetTimestamp() + (long)(_flushInterval.TotalSeconds * Stopwatch.Frequency);
-            while (batch.Count < MaxBatch)
-            {
-                while (batch.Count < MaxBatch && reader.TryRead(out var item))
+                TakeHeld(batch);
+                if (batch.Count == 0)
                 {
-                    batch.Add(item);
-                }
-                var remaining = TimeSpan.FromSeconds((deadline - Stopwatch.GetTimestamp()) / (double)Stopwatch.Frequency);
-                if (batch.Count >= MaxBatch || remaining <= TimeSpan.Zero || stoppingToken.IsCancellationRequested)
-                {
-                    break;
-                }
-                try
-                {
-                    if (!await reader.WaitToReadAsync(CancellationToken.None).AsTask().WaitAsync(remaining, CancellationToken.None))
+                    bool more;
+                    try
+                    {
+                        // Work left aside (Postgres down, the spool waiting, events held) is retried at least every second.
+                        var idle = _databaseDown || _held.Count > 0 || !_overflow.IsEmpty || Volatile.Read(ref _spoolWaiting)
+                            ? TimeSpan.FromSeconds(1) : Timeout.InfiniteTimeSpan;
+                        more = await reader.WaitToReadAsync(CancellationToken.None).AsTask().WaitAsync(idle, _time, CancellationToken.None);
+                    }
+                    catch (TimeoutException)
+                    {
+                        await ReplayAsync();
+                        continue;
+                    }
+                    if (!more && ((_held.Count == 0 && _overflow.IsEmpty) || _abandon.IsCancellationRequested))
                     {
                         break;
                     }
                 }
-                catch (TimeoutException)
+                await GatherAsync(reader, batch);
+                var inFlight = batch.ToArray();
+                batch.Clear();
+                Volatile.Write(ref _inFlight, inFlight);
+                await KeepAsync(inFlight);
+                Volatile.Write(ref _inFlight, []);
+                if (Volatile.Read(ref _handedOver) == 1)
+                {
+                    return; // Shutdown spooled what was left while this batch was stuck.
+                }
+                if (!_databaseDown && reader.Count == 0 && Volatile.Read(ref _spoolWaiting))
+                {
+                    await ReplayAsync();
+                }
+            }
+            catch (Exception e)
+            {
+                // Not a Postgres outage (those are handled where they happen): keep the events, report, back off.
+                Hold(batch);
+                Hold(Volatile.Read(ref _inFlight));
+                Volatile.Write(ref _inFlight, []);
+                batch.Clear();
+                if (_health.Failed(WriterService, e))
+                {
+                    LogWriterFailed(_logger, e);
+                }
+                await Task.Delay(_backoff.Next(), _time, _abandon.Token).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+        }
+        if (!_databaseDown && !_abandon.IsCancellationRequested)
+        {
+            await ReplayAsync();
+        }
+        if (_held.Count + _overflowCount is > 0 and var lost)
+        {
+            Dropped(lost);
+        }
+    }
+
+    /// <summary>Gathers for at most one flush interval, so an event waits no longer than that.</summary>
+    private async Task GatherAsync(ChannelReader<UsageEvent> reader, List<UsageEvent> batch)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)(_flushInterval.TotalSeconds * Stopwatch.Frequency);
+        while (batch.Count < MaxBatch)
+        {
+            while (batch.Count < MaxBatch && reader.TryRead(out var item))
+            {
+                batch.Add(item);
+            }
+            var remaining = TimeSpan.FromSeconds((deadline - Stopwatch.GetTimestamp()) / (double)Stopwatch.Frequency);
+            if (batch.Count >= MaxBatch || remaining <= TimeSpan.Zero || reader.Completion.IsCompleted)
+            {
+                break;
+            }
+            try
+            {
+                if (!await reader.WaitToReadAsync(CancellationToken.None).AsTask().WaitAsync(remaining, CancellationToken.None))
                 {
                     break;
                 }
             }
-            await StoreAsync(batch);
-            batch.Clear();
-            if (!_databaseDown && reader.Count == 0 && Volatile.Read(ref _spooledWhileUp))
+            catch (TimeoutException)
             {
-                Volatile.Write(ref _spooledWhileUp, false);
-                await ReplayAsync();
+                break;
             }
         }
-        await ReplayAsync();
     }
 
-    public override async Task StopAsync(CancellationToken cancellationToken)
+    private void TakeHeld(List<UsageEvent> batch)
     {
-        _channel.Writer.TryComplete();
-        if (ExecuteTask is { } running)
+        if (_time.GetUtcNow() < _holdUntil && !_abandon.IsCancellationRequested)
         {
-            await running.WaitAsync(cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+            return;
         }
-        await base.StopAsync(cancellationToken);
+        while (batch.Count < MaxBatch && _overflow.TryDequeue(out var item))
+        {
+            Interlocked.Decrement(ref _overflowCount);
+            batch.Add(item);
+        }
+        var take = Math.Min(MaxBatch - batch.Count, _held.Count);
+        if (take > 0)
+        {
+            batch.AddRange(_held.GetRange(0, take));
+            _held.RemoveRange(0, take);
+        }
     }
 
-    private async Task StoreAsync(List<UsageEvent> batch)
+    /// <summary>Stores the batch, or spools what Postgres cannot take now, or holds it in memory when the disk fails too.</summary>
+    private async Task KeepAsync(UsageEvent[] batch)
     {
+        if (batch.Length == 0)
+        {
+            return;
+        }
         if (_databaseDown)
         {
             await ReplayAsync();
         }
+        IReadOnlyList<UsageEvent> rest = batch;
         if (!_databaseDown)
         {
             try
             {
-                await InsertAsync(batch);
-                return;
+                await StoreAsync(batch, "writer");
+                rest = [];
+                if (_health.Succeeded(WriterService))
+                {
+                    LogWriterBack(_logger);
+                }
             }
-            catch (Exception e) when (IsDatabaseFailure(e))
+            catch (DatabaseUnavailableException e)
             {
-                _databaseDown = true;
-                LogDatabaseDown(_logger, e.GetType().Name);
+                MarkDown(e.InnerException!);
+                rest = e.Remaining ?? batch;
             }
         }
-        _spool.Append(batch);
-        _metrics.Spooled(batch.Count);
+        if (rest.Count == 0)
+        {
+            return;
+        }
+        try
+        {
+            _spool.Append(rest);
+            _metrics.Spooled(rest.Count);
+            Volatile.Write(ref _spoolWaiting, true);
+            if (_health.Succeeded(SpoolService))
+            {
+                LogSpoolBack(_logger);
+            }
+        }
+        catch (Exception e)
+        {
+            Hold(rest);
+            _holdUntil = _time.GetUtcNow() + _backoff.Next();
+            if (_health.Failed(SpoolService, e))
+            {
+                LogSpoolFailed(_logger, BackgroundHealth.Describe(e));
+            }
+        }
     }
 
-    /// <summary>Replays every spool file whose owner is not writing it; marks Postgres up when that works.</summary>
-    private async Task ReplayAsync()
+    private void Hold(IReadOnlyList<UsageEvent> events)
+    {
+        var room = Math.Max(0, MaxHeld - _held.Count);
+        _held.AddRange(events.Take(room));
+        if (events.Count > room)
+        {
+            Dropped(events.Count - room);
+        }
+    }
+
+    private void Dropped(int count)
+    {
+        _metrics.UsageDropped(count);
+        if (Interlocked.Exchange(ref _dropWarned, 1) == 0)
+        {
+            LogDropped(_logger, count);
+        }
+    }
+
+    /// <summary>
+    /// Stores the events; on a refusal, halves the batch until each refused event is alone and dead-letters it. Throws
+    /// <see cref="DatabaseUnavailableException"/> (with the events not yet handled) when Postgres cannot be reached.
+    /// </summary>
+    private async Task StoreAsync(IReadOnlyList<UsageEvent> batch, string source)
     {
         try
         {
-            var replayed = await _spool.ReplayAsync(InsertAsync);
-            if (_databaseDown)
-            {
-                // Probe: a cheap round trip proves Postgres is back even when there was nothing to replay.
-                await using var connection = await _dataSource.OpenConnectionAsync();
-                _databaseDown = false;
-                LogDatabaseBack(_logger, replayed);
-            }
+            await InsertAsync(batch);
+            return;
         }
-        catch (Exception e) when (IsDatabaseFailure(e))
+        catch (Exception e) when (!IsRefusal(e))
         {
-            _databaseDown = true;
+            throw new DatabaseUnavailableException(e, null);
+        }
+        catch (Exception e)
+        {
+            LogRefused(_logger, batch.Count, Reason(e));
+        }
+        var handled = new HashSet<Guid>();
+        try
+        {
+            var half = batch.Count / 2;
+            await StorePartAsync(Slice(batch, 0, half), source, handled);
+            await StorePartAsync(Slice(batch, half, batch.Count - half), source, handled);
+        }
+        catch (DatabaseUnavailableException e)
+        {
+            throw new DatabaseUnavailableException(e.InnerException!, [.. batch.Where(u => !handled.Contains(u.Id))]);
         }
     }
 
-    private static bool IsDatabaseFailure(Exception e) => e is NpgsqlException or TimeoutException or IOException or InvalidOperationException or System.Net.Sockets.SocketException;
+    private async Task StorePartAsync(IReadOnlyList<UsageEvent> part, string source, HashSet<Guid> handled)
+    {
+        if (part.Count == 0)
+        {
+            return;
+        }
+        try
+        {
+            await InsertAsync(part);
+        }
+        catch (Exception e) when (IsRefusal(e))
+        {
+            if (part.Count == 1)
+            {
+                await DeadLetterAsync(part[0], source, Reason(e));
+                handled.Add(part[0].Id);
+                return;
+            }
+            var half = part.Count / 2;
+            await StorePartAsync(Slice(part, 0, half), source, handled);
+            await StorePartAsync(Slice(part, half, part.Count - half), source, handled);
+            return;
+        }
+        catch (Exception e)
+        {
+            throw new DatabaseUnavailableException(e, null);
+        }
+        foreach (var u in part)
+        {
+            handled.Add(u.Id);
+        }
+    }
+
+    private static ArraySegment<UsageEvent> Slice(IReadOnlyList<UsageEvent> list, int start, int count) =>
+        list is UsageEvent[] array ? new ArraySegment<UsageEvent>(array, start, count) : new ArraySegment<UsageEvent>([.. list.Skip(start).Take(count)]);
+
+    /// <summary>
+    /// Postgres refused the data itself (data exceptions, integrity constraints, program limits such as a row too large),
+    /// or the client could not encode a value: the same row fails again however often it is retried.
+    /// </summary>
+    public static bool IsRefusal(Exception e) => e switch
+    {
+        PostgresException pg => pg.SqlState.Length == 5 && pg.SqlState[..2] is "22" or "23" or "54",
+        System.Text.EncoderFallbackException or ArgumentException or InvalidCastException or OverflowException or FormatException => true,
+        _ => false,
+    };
+
+    private static string Reason(Exception e) => (e is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : BackgroundHealth.Describe(e)).Replace('\0', ' ');
+
+    private async Task DeadLetterAsync(UsageEvent usage, string source, string reason)
+    {
+        var letter = new DeadLetterLine(_time.GetUtcNow(), usage.Id, source, reason, JsonSerializer.Serialize(usage, UsageSpoolJsonContext.Default.UsageEvent));
+        await KeepDeadLetterAsync(letter);
+        LogDeadLetter(_logger, usage.Id, source, reason);
+    }
+
+    private async Task KeepDeadLetterAsync(DeadLetterLine letter)
+    {
+        try
+        {
+            await using var connection = await _dataSource.OpenConnectionAsync(_abandon.Token);
+            await using var insert = new NpgsqlCommand(
+                "INSERT INTO usage_dead_letters (time, event_id, source, reason, payload) VALUES (@time, @id, @source, @reason, @payload)", connection);
+            insert.Parameters.AddWithValue("time", letter.Time);
+            insert.Parameters.AddWithValue("id", letter.EventId is Guid id ? id : DBNull.Value);
+            insert.Parameters.AddWithValue("source", letter.Source);
+            insert.Parameters.AddWithValue("reason", letter.Reason);
+            insert.Parameters.AddWithValue("payload", letter.Payload);
+            await insert.ExecuteNonQueryAsync(_abandon.Token);
+        }
+        catch (Exception)
+        {
+            // Postgres cannot take the dead letter either: the spool folder keeps it. Should the disk fail too, the event
+            // counts as not handled and is spooled or held with the rest of its batch.
+            try
+            {
+                _spool.AppendDeadLetter(letter);
+            }
+            catch (Exception disk)
+            {
+                throw new DatabaseUnavailableException(disk, null);
+            }
+        }
+        _deadLetters.Add(1);
+        _metrics.DeadLettered(letter.Source);
+    }
+
+    /// <summary>Probes Postgres when it was down, then replays every spool file this writer may take; marks Postgres up when that works.</summary>
+    private async Task ReplayAsync()
+    {
+        if (_abandon.IsCancellationRequested || (_databaseDown && _time.GetUtcNow() < _nextAttempt))
+        {
+            return;
+        }
+        try
+        {
+            if (_databaseDown)
+            {
+                // A cheap round trip proves Postgres is back even when there is nothing to replay.
+                await using var connection = await _dataSource.OpenConnectionAsync(_abandon.Token);
+            }
+            Volatile.Write(ref _spoolWaiting, false);
+            var replayed = await _spool.ReplayAsync(ReplayStoreAsync, ReplayRefuseAsync, _abandon.Token);
+            if (_databaseDown)
+            {
+                _databaseDown = false;
+                _backoff.Reset();
+                LogDatabaseBack(_logger, replayed);
+                _health.Succeeded(WriterService);
+            }
+            if (_health.Succeeded(ReplayService))
+            {
+                LogReplayBack(_logger);
+            }
+        }
+        catch (DatabaseUnavailableException e)
+        {
+            Volatile.Write(ref _spoolWaiting, true);
+            MarkDown(e.InnerException!);
+        }
+        catch (Exception e) when (!IsRefusal(e) && e is NpgsqlException or TimeoutException or System.Net.Sockets.SocketException or OperationCanceledException)
+        {
+            Volatile.Write(ref _spoolWaiting, true);
+            MarkDown(e);
+        }
+        catch (Exception e)
+        {
+            Volatile.Write(ref _spoolWaiting, true);
+            if (_health.Failed(ReplayService, e))
+            {
+                LogReplayFailed(_logger, e);
+            }
+        }
+    }
+
+    private Task ReplayStoreAsync(IReadOnlyList<UsageEvent> batch, CancellationToken cancellationToken) => StoreAsync(batch, "replay");
+
+    private Task ReplayRefuseAsync(string line, string reason, CancellationToken cancellationToken) =>
+        KeepDeadLetterAsync(new DeadLetterLine(_time.GetUtcNow(), null, "replay", reason, JsonSerializer.Serialize(line, UsageSpoolJsonContext.Default.String)));
+
+    private void MarkDown(Exception e)
+    {
+        _nextAttempt = _time.GetUtcNow() + _backoff.Next();
+        _downReason = BackgroundHealth.Describe(e);
+        _health.Failed(WriterService, _downReason);
+        if (!_databaseDown)
+        {
+            _databaseDown = true;
+            _downSince = _time.GetUtcNow();
+            LogDatabaseDown(_logger, _downReason);
+        }
+    }
+
+    /// <summary>The <c>/readyz</c> entry: degraded while Postgres is unreachable, events are held in memory, or spool files are quarantined.</summary>
+    public HealthCheckResult Check()
+    {
+        var waiting = _spool.PendingFiles;
+        var quarantined = _spool.QuarantinedFiles;
+        var held = _held.Count + Volatile.Read(ref _overflowCount);
+        var tail = $"{DeadLetters} dead letters since start; spool: {waiting} files waiting, {quarantined} quarantined";
+        if (_databaseDown)
+        {
+            return HealthCheckResult.Degraded($"Postgres unreachable since {_downSince:O} ({_downReason}): usage goes to the spool; {tail}");
+        }
+        if (held > 0)
+        {
+            return HealthCheckResult.Degraded($"{held} usage events held in memory: neither Postgres nor the spool could take them yet; {tail}");
+        }
+        if (quarantined > 0)
+        {
+            return HealthCheckResult.Degraded($"storing to Postgres; {tail}: an operator should look at the quarantined files and their .reason");
+        }
+        return HealthCheckResult.Healthy($"storing to Postgres; {tail}");
+    }
+
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>Nothing yet: requests still finishing add usage. The writer drains in <see cref="StoppedAsync"/>.</summary>
+    public override Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public async Task StoppedAsync(CancellationToken cancellationToken)
+    {
+        _channel.Writer.TryComplete();
+        if (ExecuteTask is { } running)
+        {
+            await using (cancellationToken.Register(_abandon.Cancel))
+            {
+                await running.WaitAsync(cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+            // Abandoned: Postgres calls are cancelled and what is left goes to the spool. A Postgres that does not even
+            // answer the cancellation gets two seconds; then the batch in flight and the rest are spooled from here (a
+            // batch that commits after all is stored once: replay is idempotent).
+            await running.WaitAsync(TimeSpan.FromSeconds(2), CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
+            if (!running.IsCompleted && Interlocked.Exchange(ref _handedOver, 1) == 0)
+            {
+                SpoolLeftovers();
+            }
+        }
+        // Cancels the stopping token without waiting again for a writer that Postgres still holds.
+        await base.StopAsync(new CancellationToken(canceled: true));
+    }
+
+    private void SpoolLeftovers()
+    {
+        var left = new List<UsageEvent>(Volatile.Read(ref _inFlight));
+        while (_channel.Reader.TryRead(out var item))
+        {
+            left.Add(item);
+        }
+        while (_overflow.TryDequeue(out var item))
+        {
+            left.Add(item);
+        }
+        try
+        {
+            _spool.Append(left);
+            _metrics.Spooled(left.Count);
+        }
+        catch (Exception e)
+        {
+            Dropped(left.Count);
+            LogSpoolFailed(_logger, BackgroundHealth.Describe(e));
+        }
+    }
+
+    public override void Dispose()
+    {
+        _abandon.Dispose();
+        base.Dispose();
+    }
 
     private async Task InsertAsync(IReadOnlyList<UsageEvent> batch)
     {
@@ -205,13 +584,14 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink
         {
             return;
         }
-        await using var connection = await _dataSource.OpenConnectionAsync();
-        await using var transaction = await connection.BeginTransactionAsync();
+        var cancellationToken = _abandon.Token;
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         await using (var create = new NpgsqlCommand(UsageSql.CreateStaging, connection, transaction))
         {
-            await create.ExecuteNonQueryAsync();
+            await create.ExecuteNonQueryAsync(cancellationToken);
         }
-        await using (var importer = await connection.BeginBinaryImportAsync(UsageSql.CopyStaging))
+        await using (var importer = await connection.BeginBinaryImportAsync(UsageSql.CopyStaging, cancellationToken))
         {
             foreach (var e in batch)
             {
@@ -258,14 +638,14 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink
                 importer.Write(e.CostEstimated, NpgsqlDbType.Boolean);
                 importer.Write(e.OutputEstimated, NpgsqlDbType.Boolean);
             }
-            await importer.CompleteAsync();
+            await importer.CompleteAsync(cancellationToken);
         }
         await using (var merge = new NpgsqlCommand(UsageSql.MergeStaging, connection, transaction))
         {
-            await merge.ExecuteNonQueryAsync();
+            await merge.ExecuteNonQueryAsync(cancellationToken);
         }
-        await transaction.CommitAsync();
-        NotifyStored(batch.Count);
+        await transaction.CommitAsync(cancellationToken);
+        _stored.Add(batch.Count);
     }
 
     // Synchronous writes: they fill Npgsql's buffer and only touch the socket when it is full, which on this
@@ -282,11 +662,80 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink
         }
     }
 
+    /// <summary>Postgres could not be reached; <see cref="Remaining"/> lists the events not yet stored or dead-lettered, when known.</summary>
+    private sealed class DatabaseUnavailableException(Exception inner, IReadOnlyList<UsageEvent>? remaining) : Exception(inner.Message, inner)
+    {
+        public IReadOnlyList<UsageEvent>? Remaining { get; } = remaining;
+    }
+
+    /// <summary>A count that tests and callers can wait on.</summary>
+    private sealed class Progress
+    {
+        private readonly List<(long Count, TaskCompletionSource Done)> _waiters = [];
+        private long _value;
+
+        public long Value => Interlocked.Read(ref _value);
+
+        public void Add(long added)
+        {
+            var value = Interlocked.Add(ref _value, added);
+            lock (_waiters)
+            {
+                foreach (var (_, done) in _waiters.Where(w => w.Count <= value))
+                {
+                    done.TrySetResult();
+                }
+                _waiters.RemoveAll(w => w.Count <= value);
+            }
+        }
+
+        public Task WaitFor(long count)
+        {
+            lock (_waiters)
+            {
+                if (Value >= count)
+                {
+                    return Task.CompletedTask;
+                }
+                var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _waiters.Add((count, done));
+                return done.Task;
+            }
+        }
+    }
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Postgres is unavailable ({Reason}): usage events go to the spool file until it is back")]
     private static partial void LogDatabaseDown(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Postgres is back: {Replayed} spooled usage events stored")]
     private static partial void LogDatabaseBack(ILogger logger, int replayed);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Postgres refused a batch of {Count} usage events ({Reason}): storing the others and dead-lettering the refused ones")]
+    private static partial void LogRefused(ILogger logger, int count, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Usage event {EventId} refused by Postgres and kept as a dead letter (source {Source}): {Reason}")]
+    private static partial void LogDeadLetter(ILogger logger, Guid eventId, string source, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The usage writer failed; its events are kept in memory and it tries again")]
+    private static partial void LogWriterFailed(ILogger logger, Exception error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "The usage writer is storing again")]
+    private static partial void LogWriterBack(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The usage spool cannot be written ({Reason}): events are held in memory until it can")]
+    private static partial void LogSpoolFailed(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "The usage spool is writable again")]
+    private static partial void LogSpoolBack(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Replaying the usage spool failed; it is tried again")]
+    private static partial void LogReplayFailed(ILogger logger, Exception error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Replaying the usage spool works again")]
+    private static partial void LogReplayBack(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "{Count} usage events were dropped: Postgres, the spool and the in-memory reserve were all unavailable or full")]
+    private static partial void LogDropped(ILogger logger, int count);
 }
 
 internal static class UsageSql
@@ -323,122 +772,3 @@ internal static class UsageSql
         Rollup("d", "day");
 }
 
-/// <summary>
-/// The append-only spool: one JSON line per event, flushed to disk before a batch counts as kept. Each process
-/// appends to its own file under an exclusive lock; replay takes any file it can lock, stores its events
-/// (idempotently) and deletes it.
-/// </summary>
-public sealed class UsageSpool
-{
-    private readonly string _directory;
-    private readonly string _own;
-    private readonly SemaphoreSlim _ownLock = new(1, 1);
-
-    public UsageSpool(IConfiguration configuration)
-    {
-        _directory = configuration["USAGE_SPOOL_DIR"] is { Length: > 0 } dir ? dir : Path.Combine(Path.GetTempPath(), "claudeproxy-spool");
-        Directory.CreateDirectory(_directory);
-        _own = Path.Combine(_directory, $"usage-{Guid.NewGuid():N}.jsonl");
-    }
-
-    public void Append(IReadOnlyList<UsageEvent> events)
-    {
-        _ownLock.Wait();
-        try
-        {
-            using var file = new FileStream(_own, FileMode.Append, FileAccess.Write, FileShare.None);
-            foreach (var e in events)
-            {
-                JsonSerializer.Serialize(file, e, UsageSpoolJsonContext.Default.UsageEvent);
-                file.WriteByte((byte)'\n');
-            }
-            file.Flush(flushToDisk: true);
-        }
-        finally
-        {
-            _ownLock.Release();
-        }
-    }
-
-    /// <summary>Stores every spooled event through <paramref name="insert"/>; returns how many. Stops at the first failure.</summary>
-    public async Task<int> ReplayAsync(Func<IReadOnlyList<UsageEvent>, Task> insert)
-    {
-        var total = 0;
-        foreach (var path in Directory.EnumerateFiles(_directory, "usage-*.jsonl").ToList())
-        {
-            var own = path == _own;
-            if (own)
-            {
-                await _ownLock.WaitAsync();
-            }
-            try
-            {
-                total += await ReplayFileAsync(path, insert);
-            }
-            finally
-            {
-                if (own)
-                {
-                    _ownLock.Release();
-                }
-            }
-        }
-        return total;
-    }
-
-    private static async Task<int> ReplayFileAsync(string path, Func<IReadOnlyList<UsageEvent>, Task> insert)
-    {
-        var total = 0;
-        {
-            FileStream file;
-            try
-            {
-                file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                return 0; // Its owner is writing it, or another instance is replaying it.
-            }
-            await using (file)
-            {
-                var batch = new List<UsageEvent>(1000);
-                using var reader = new StreamReader(file);
-                while (await reader.ReadLineAsync() is { } line)
-                {
-                    if (line.Length == 0)
-                    {
-                        continue;
-                    }
-                    UsageEvent? item;
-                    try
-                    {
-                        item = JsonSerializer.Deserialize(line, UsageSpoolJsonContext.Default.UsageEvent);
-                    }
-                    catch (JsonException)
-                    {
-                        continue; // A line cut short by a crash mid-write: its batch was never acknowledged.
-                    }
-                    if (item is not null)
-                    {
-                        batch.Add(item);
-                    }
-                    if (batch.Count == 1000)
-                    {
-                        await insert(batch);
-                        total += batch.Count;
-                        batch.Clear();
-                    }
-                }
-                await insert(batch);
-                total += batch.Count;
-                File.Delete(path);
-            }
-        }
-        return total;
-    }
-
-    public bool IsEmpty => !Directory.EnumerateFiles(_directory, "usage-*.jsonl").Any();
-}
-
-[System.Text.Json.Serialization.JsonSerializable(typeof(UsageEvent))]
-internal sealed partial class UsageSpoolJsonContext : System.Text.Json.Serialization.JsonSerializerContext;

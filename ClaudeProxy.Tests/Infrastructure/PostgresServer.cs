@@ -49,6 +49,35 @@ public sealed class PostgresServer : IAsyncDisposable
     /// <summary>Stops the server at once, as a crash would (immediate shutdown).</summary>
     public Task StopAsync() => AsServerAsync("pg_ctl", "-D", DataDir, "-m", "immediate", "-w", "stop");
 
+    /// <summary>Freezes the server and its backends (SIGSTOP): connections stay open and every query hangs, as with a hung database.</summary>
+    public Task PauseAsync() => SignalAllAsync("-STOP");
+
+    /// <summary>Lets a paused server run again (SIGCONT).</summary>
+    public Task ResumeAsync() => SignalAllAsync("-CONT");
+
+    private async Task SignalAllAsync(string signal)
+    {
+        var postmaster = (await File.ReadAllLinesAsync(Path.Combine(DataDir, "postmaster.pid")))[0].Trim();
+        var pids = new List<string> { postmaster };
+        foreach (var stat in Directory.EnumerateDirectories("/proc").Select(d => Path.Combine(d, "stat")))
+        {
+            try
+            {
+                // Field 4 of /proc/<pid>/stat is the parent's pid (after the command name in parentheses).
+                var text = await File.ReadAllTextAsync(stat);
+                var fields = text[(text.LastIndexOf(')') + 2)..].Split(' ');
+                if (fields[1] == postmaster)
+                {
+                    pids.Add(text[..text.IndexOf(' ')]);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentOutOfRangeException)
+            {
+            }
+        }
+        await RunAsync("kill", [signal, .. pids]);
+    }
+
     public async Task<string> CreateDatabaseAsync()
     {
         var name = "cp_" + Guid.NewGuid().ToString("N")[..12];

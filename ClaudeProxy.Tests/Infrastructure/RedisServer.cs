@@ -68,6 +68,23 @@ public sealed class RedisServer : IAsyncDisposable
         await WaitForAsync(ready: false);
     }
 
+    /// <summary>Freezes the server (SIGSTOP): connections stay open and commands time out, as with a hung Redis.</summary>
+    public Task PauseAsync() => SignalAsync("-STOP");
+
+    /// <summary>Lets a paused server run again (SIGCONT).</summary>
+    public Task ResumeAsync() => SignalAsync("-CONT");
+
+    private async Task SignalAsync(string signal)
+    {
+        var pid = _process?.Id ?? throw new InvalidOperationException("redis-server is not running");
+        using var kill = Process.Start(new ProcessStartInfo("kill", [signal, pid.ToString()]) { UseShellExecute = false })!;
+        await kill.WaitForExitAsync();
+        if (kill.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"kill {signal} {pid} failed ({kill.ExitCode})");
+        }
+    }
+
     private async Task WaitForAsync(bool ready)
     {
         var deadline = Stopwatch.StartNew();
