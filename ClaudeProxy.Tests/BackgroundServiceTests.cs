@@ -65,7 +65,7 @@ public sealed class BackgroundServiceTests(StackFixture fx) : IClassFixture<Stac
     }
 
     [Fact]
-    public async Task A_gateway_started_while_redis_is_down_serves_and_subscribes_to_breaker_resets_once_redis_is_back()
+    public async Task A_gateway_started_while_redis_is_down_serves_and_subscribes_to_breaker_resets_and_standing_changes_once_redis_is_back()
     {
         var db = await fx.Postgres.CreateDatabaseAsync();
         await fx.Redis.KillAsync();
@@ -85,8 +85,10 @@ public sealed class BackgroundServiceTests(StackFixture fx) : IClassFixture<Stac
             await fx.Redis.StartAgainAsync();
         }
         await gateway.Services.GetRequiredService<BackgroundHealth>().WaitForAsync(BreakerResetBroadcast.Service, failing: false).WaitAsync(Wait);
+        await gateway.Services.GetRequiredService<BackgroundHealth>().WaitForAsync(DeviceStandingCache.Service, failing: false).WaitAsync(Wait);
         await using var redis = await ConnectionMultiplexer.ConnectAsync(fx.Redis.ConnectionString);
         Assert.True(await redis.GetSubscriber().PublishAsync(BreakerResetBroadcast.Channel, "test") >= 1, "the gateway listens for resets");
+        Assert.True(await redis.GetSubscriber().PublishAsync(DeviceStandingCache.Channel, "test") >= 1, "the gateway listens for standing changes");
         Assert.False(gateway.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.IsCancellationRequested);
     }
 }

@@ -42,49 +42,13 @@ public sealed partial class BreakerResetBroadcast(UpstreamCircuitBreaker breaker
         return Task.CompletedTask;
     }
 
-    private async Task SubscribeAsync(ISubscriber subscriber, CancellationToken stoppingToken)
+    private Task SubscribeAsync(ISubscriber subscriber, CancellationToken stoppingToken) =>
+        RedisSubscription.KeepAsync(subscriber, Channel, OnReset, health, Service, logger, stoppingToken);
+
+    private void OnReset(RedisChannel channel, RedisValue origin)
     {
-        var backoff = new Backoff(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(15));
-        void OnReset(RedisChannel channel, RedisValue origin)
-        {
-            _ = breaker.ResetAsync();
-            LogReset(logger, "another instance");
-        }
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            try
-            {
-                await subscriber.SubscribeAsync(Channel, OnReset).WaitAsync(stoppingToken);
-                if (health.Succeeded(Service))
-                {
-                    LogSubscribed(logger);
-                }
-                return;
-            }
-            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
-            {
-                if (health.Failed(Service, e))
-                {
-                    LogSubscribeFailed(logger, BackgroundHealth.Describe(e));
-                }
-                try
-                {
-                    // A timed-out attempt may have left the handler registered: take it off, so one reset runs once.
-                    await subscriber.UnsubscribeAsync(Channel, OnReset).WaitAsync(stoppingToken);
-                }
-                catch (Exception) when (!stoppingToken.IsCancellationRequested)
-                {
-                }
-            }
-            try
-            {
-                await Task.Delay(backoff.Next(), stoppingToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-        }
+        _ = breaker.ResetAsync();
+        LogReset(logger, "another instance");
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
@@ -100,10 +64,4 @@ public sealed partial class BreakerResetBroadcast(UpstreamCircuitBreaker breaker
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Circuit breaker reset could not use Redis ({Reason})")]
     private static partial void LogPublishFailed(ILogger logger, string reason);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot subscribe to circuit breaker resets ({Reason}); this instance serves and retries")]
-    private static partial void LogSubscribeFailed(ILogger logger, string reason);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Subscribed to circuit breaker resets")]
-    private static partial void LogSubscribed(ILogger logger);
 }

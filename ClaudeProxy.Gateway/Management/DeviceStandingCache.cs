@@ -20,16 +20,19 @@ public sealed partial class DeviceStandingCache(
     BootstrapOptions bootstrap,
     TimeProvider time,
     ILogger<DeviceStandingCache> logger,
+    Telemetry.BackgroundHealth health,
     IConnectionMultiplexer? redis = null,
     RedisAdmissionStore? store = null) : IDeviceStanding, IDeviceStandingSource, IHostedService
 {
     public static readonly TimeSpan Ttl = TimeSpan.FromSeconds(30);
     public static readonly RedisChannel Channel = RedisChannel.Literal("claudeproxy:device-changed");
+    public const string Service = "standing-subscriber";
     private readonly ConcurrentDictionary<string, Entry> _cache = new(StringComparer.Ordinal);
     // Devices whose change is committed in Postgres but not yet written to Redis (it was away).
     private readonly ConcurrentDictionary<string, byte> _unshared = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
     private Task _sharing = Task.CompletedTask;
+    private Task _subscribing = Task.CompletedTask;
     private int _warned;
 
     private sealed record Entry(DeviceStanding Standing, DateTimeOffset Expires);
@@ -162,30 +165,26 @@ public sealed partial class DeviceStandingCache(
         }
     }
 
-    public async Task StartAsync(CancellationToken cancellationToken)
+    public Task StartAsync(CancellationToken cancellationToken)
     {
         if (store is not null)
         {
             _sharing = ShareLaterAsync(_stopping.Token);
         }
-        if (redis is null)
+        if (redis is not null)
         {
-            return;
+            // In the background: an instance that starts while Redis is away serves, and subscribes once it is back.
+            _subscribing = Telemetry.RedisSubscription.KeepAsync(redis.GetSubscriber(), Channel,
+                (_, message) => _cache.TryRemove(message.ToString(), out Entry? _), health, Service, logger, _stopping.Token);
         }
-        try
-        {
-            await redis.GetSubscriber().SubscribeAsync(Channel, (_, message) => _cache.TryRemove(message.ToString(), out Entry? _));
-        }
-        catch (Exception e) when (e is RedisException or TimeoutException)
-        {
-            LogUnavailable(logger, e.GetType().Name);
-        }
+        return Task.CompletedTask;
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         await _stopping.CancelAsync();
         await _sharing;
+        await _subscribing;
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Device standing could not be refreshed ({Reason}); the last known standing is used")]
