@@ -189,7 +189,7 @@ public sealed class RedisServer : IAsyncDisposable
         if (_process is { HasExited: false })
         {
             _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync();
+            await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(20));
         }
         _process?.Dispose();
         try
