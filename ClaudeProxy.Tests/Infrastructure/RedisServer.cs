@@ -144,6 +144,12 @@ public sealed class RedisServer : IAsyncDisposable
         }
     }
 
+    /// <summary>Stops the server answering while its connections stay open (SIGSTOP), as a stalled Redis or a network partition would.</summary>
+    public void Freeze() => Signals.Send(_process!.Id, Signals.Stop);
+
+    /// <summary>Lets a frozen server run again (SIGCONT): it answers what waited, in order.</summary>
+    public void Thaw() => Signals.Send(_process!.Id, Signals.Continue);
+
     /// <summary>
     /// A loopback port that is free now, chosen below the kernel's ephemeral range: outgoing connections take their
     /// local ports from that range, so a port found free and bound a moment later (or a server stopped and started

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.InteropServices;
 
 namespace ClaudeProxy.Tests.Infrastructure;
 
@@ -9,7 +8,7 @@ namespace ClaudeProxy.Tests.Infrastructure;
 /// A gateway running as its own OS process (see <see cref="GatewayProcess.StartAsync"/>): its ports, its output, and
 /// whether it ended by itself or because the test stopped or killed it.
 /// </summary>
-public sealed partial class RunningGateway : IAsyncDisposable
+public sealed class RunningGateway : IAsyncDisposable
 {
     private const int MaxLines = 2000;
     private readonly Process _process;
@@ -106,16 +105,13 @@ public sealed partial class RunningGateway : IAsyncDisposable
     public async Task<int> StopAsync(TimeSpan timeout)
     {
         Volatile.Write(ref _endedByTest, 1);
-        if (!_process.HasExited && SendSignal(_process.Id, 15) != 0)
+        if (!_process.HasExited)
         {
-            throw new InvalidOperationException($"could not send SIGTERM to {Name} (errno {Marshal.GetLastPInvokeError()})");
+            Signals.Send(_process.Id, Signals.Terminate);
         }
         await _process.WaitForExitAsync().WaitAsync(timeout);
         return _process.ExitCode;
     }
-
-    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static partial int SendSignal(int pid, int signal);
 
     public async ValueTask DisposeAsync()
     {
