@@ -1,4 +1,3 @@
-using System.Net;
 using ClaudeProxy.Tests.Infrastructure;
 
 namespace ClaudeProxy.Tests;
