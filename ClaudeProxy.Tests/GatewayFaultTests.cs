@@ -212,10 +212,8 @@ public sealed class GatewayFaultTests(ITestOutputHelper output) : IAsyncLifetime
         }
 
         var load = Enumerable.Range(0, Clients).Select(c => Task.Run(() => ClientAsync(c))).ToArray();
-        var marks = new List<(string What, TimeSpan At)>();
         void Mark(string what)
         {
-            marks.Add((what, clock.Elapsed));
             Say($"fault test: {clock.Elapsed.TotalSeconds,6:0.0} s  {what}");
         }
 
