@@ -36,7 +36,7 @@ public sealed class BackgroundServiceTests(StackFixture fx) : IClassFixture<Stac
         using var metrics = new MetricCapture();
 
         // Frozen, not gone: the connection stays up and every command times out (RedisTimeoutException).
-        await fx.Redis.PauseAsync();
+        fx.Redis.Freeze();
         try
         {
             // The heartbeat times out: it is reported, and nothing stops.
@@ -53,7 +53,7 @@ public sealed class BackgroundServiceTests(StackFixture fx) : IClassFixture<Stac
         }
         finally
         {
-            await fx.Redis.ResumeAsync();
+            fx.Redis.Thaw();
         }
 
         await health.WaitForAsync(GatewayInstances.Service, failing: false).WaitAsync(Wait);

@@ -32,7 +32,9 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
         await _redis.DisposeAsync();
     }
 
-    private async Task<(GatewayHost Gateway, FakeTimeProvider Clock)> GatewayAsync()
+    private static readonly TimeSpan StateTimeout = TimeSpan.FromSeconds(30);
+
+    private async Task<(GatewayHost Gateway, FakeTimeProvider Clock)> GatewayAsync(Action<Dictionary<string, string?>>? configure = null)
     {
         var settings = GatewayHost.DefaultSettings(_simulator.BaseUrl, _master, _secret);
         settings["REDIS_URL"] = _redis.Url;
@@ -41,6 +43,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
         settings["BREAKER_FAILURE_RATIO"] = "0.5";
         settings["BREAKER_SAMPLING_SECONDS"] = "60";
         settings["BREAKER_BREAK_SECONDS"] = "30";
+        configure?.Invoke(settings);
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
         var gateway = await GatewayHost.StartAsync(settings, b => b.Services.AddKeyedSingleton<TimeProvider>(UpstreamCircuitBreaker.TimeProviderKey, clock));
         _gateways.Add(gateway);
@@ -94,7 +97,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
 
         var opened = NextState(gateway);
         await OpenAsync(gateway, token);
-        Assert.Equal("open", await opened);
+        Assert.Equal("open", await opened.WaitAsync(StateTimeout));
         Assert.Equal("open", await StateAsync(gateway, token));
 
         var before = _simulator.State.ReceivedCount;
@@ -112,7 +115,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
         {
             Assert.Equal(HttpStatusCode.OK, probe.StatusCode);
         }
-        Assert.Equal("half-open", await halfOpen);
+        Assert.Equal("half-open", await halfOpen.WaitAsync(StateTimeout));
         Assert.Equal("closed", await StateAsync(gateway, token));
         Assert.Equal(before + 1, _simulator.State.ReceivedCount);
 
@@ -153,6 +156,150 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
         Assert.Equal("closed", await closedOnB.WaitAsync(TimeSpan.FromSeconds(10)));
         using var works = await b.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token));
         Assert.Equal(HttpStatusCode.OK, works.StatusCode);
+    }
+
+    [Fact]
+    public async Task Connection_failures_count_an_unreachable_upstream_opens_the_breaker()
+    {
+        // Nothing listens on this port: every attempt is refused before any byte is sent.
+        var closed = new Uri($"http://127.0.0.1:{RedisServer.FreePort()}");
+        var (gateway, _) = await GatewayAsync(s => s["ANTHROPIC_BASE_URL"] = closed.ToString());
+        var token = TokenForge.Make(_secret, deviceId: TestSecrets.DeviceId());
+        var opened = NextState(gateway);
+        for (var i = 0; i < 4; i++)
+        {
+            using var refused = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token));
+            await Http.AssertErrorAsync(refused, 502, "api_error");
+        }
+        Assert.Equal("open", await opened.WaitAsync(StateTimeout));
+        using var fast = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token));
+        await Http.AssertErrorAsync(fast, 529, "overloaded_error");
+        Assert.Equal((4L, 0L), gateway.Services.GetRequiredService<UpstreamCircuitBreaker>().RecentCounts());
+    }
+
+    [Fact]
+    public async Task An_upstream_silent_for_UPSTREAM_TIMEOUT_SECONDS_gets_504_timeout_error()
+    {
+        var (gateway, clock) = await GatewayAsync(s => s["UPSTREAM_TIMEOUT_SECONDS"] = "20");
+        var token = TokenForge.Make(_secret, deviceId: TestSecrets.DeviceId());
+        var tag = Guid.NewGuid().ToString("N");
+        var pending = gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token, headers: [("x-sim-hang", "1"), ("x-request-id", tag)]));
+        var held = await ReceivedAsync(tag);
+
+        // One second short of the timeout the request is still waiting; a request after it is answered meanwhile.
+        clock.Advance(TimeSpan.FromSeconds(19));
+        using (var other = await gateway.Client.SendAsync(Http.Post("/v1/messages/count_tokens", Http.SmallMessage, bearer: token)))
+        {
+            Assert.Equal(HttpStatusCode.OK, other.StatusCode);
+        }
+        Assert.False(pending.IsCompleted, "the gateway gave up before UPSTREAM_TIMEOUT_SECONDS");
+        Assert.False(held.Aborted.Task.IsCompleted, "the upstream request was cancelled before UPSTREAM_TIMEOUT_SECONDS");
+
+        clock.Advance(TimeSpan.FromSeconds(1));
+        using var timedOut = await pending.WaitAsync(TimeSpan.FromSeconds(30));
+        var (_, message) = await Http.AssertErrorAsync(timedOut, 504, "timeout_error");
+        Assert.Contains("did not answer in time", message);
+        Assert.True(await held.Aborted.Task.WaitAsync(TimeSpan.FromSeconds(30)), "the upstream request must be cancelled when the gateway gives up on it");
+    }
+
+    [Fact]
+    public async Task Timeouts_count_as_failures_and_open_the_breaker()
+    {
+        var (gateway, clock) = await GatewayAsync(s => s["UPSTREAM_TIMEOUT_SECONDS"] = "10");
+        var token = TokenForge.Make(_secret, deviceId: TestSecrets.DeviceId());
+        var tags = Enumerable.Range(0, 4).Select(_ => Guid.NewGuid().ToString("N")).ToList();
+        var pending = tags.Select(tag => gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token,
+            headers: [("x-sim-hang", "1"), ("x-request-id", tag)]))).ToList();
+        foreach (var tag in tags)
+        {
+            await ReceivedAsync(tag);
+        }
+        var opened = NextState(gateway);
+        clock.Advance(TimeSpan.FromSeconds(10));
+        foreach (var response in await Task.WhenAll(pending).WaitAsync(TimeSpan.FromSeconds(30)))
+        {
+            using (response)
+            {
+                await Http.AssertErrorAsync(response, 504, "timeout_error");
+            }
+        }
+        Assert.Equal("open", await opened.WaitAsync(StateTimeout));
+
+        var before = _simulator.State.ReceivedCount;
+        using var fast = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token));
+        await Http.AssertErrorAsync(fast, 529, "overloaded_error");
+        Assert.Equal(before, _simulator.State.ReceivedCount);
+    }
+
+    [Fact]
+    public async Task A_failed_half_open_probe_opens_the_breaker_again()
+    {
+        var (gateway, clock) = await GatewayAsync();
+        var token = TokenForge.Make(_secret, deviceId: TestSecrets.DeviceId());
+        var opened = NextState(gateway);
+        await OpenAsync(gateway, token);
+        Assert.Equal("open", await opened.WaitAsync(StateTimeout));
+
+        clock.Advance(TimeSpan.FromSeconds(31));
+        var states = States(gateway, 2);
+        using (var probe = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token, headers: ("x-sim-status", "529"))))
+        {
+            Assert.Equal(529, (int)probe.StatusCode); // Anthropic's own 529, passed through
+        }
+        Assert.Equal(["half-open", "open"], await states.WaitAsync(StateTimeout));
+        Assert.Equal("open", await StateAsync(gateway, token));
+
+        // Open for a whole new break: nothing reaches Anthropic until it is over.
+        var before = _simulator.State.ReceivedCount;
+        clock.Advance(TimeSpan.FromSeconds(29));
+        using (var fast = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))
+        {
+            await Http.AssertErrorAsync(fast, 529, "overloaded_error");
+        }
+        Assert.Equal(before, _simulator.State.ReceivedCount);
+        clock.Advance(TimeSpan.FromSeconds(2));
+        using (var second = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))
+        {
+            Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        }
+        Assert.Equal("closed", await StateAsync(gateway, token));
+    }
+
+    /// <summary>The next <paramref name="count"/> state changes, in order.</summary>
+    private static Task<string[]> States(GatewayHost gateway, int count)
+    {
+        var breaker = gateway.Services.GetRequiredService<UpstreamCircuitBreaker>();
+        var seen = new List<string>();
+        var done = new TaskCompletionSource<string[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+        void Handler(string state)
+        {
+            lock (seen)
+            {
+                seen.Add(state);
+                if (seen.Count == count)
+                {
+                    breaker.StateChanged -= Handler;
+                    done.TrySetResult([.. seen]);
+                }
+            }
+        }
+        breaker.StateChanged += Handler;
+        return done.Task;
+    }
+
+    /// <summary>Waits until the simulator holds the request tagged <paramref name="tag"/>.</summary>
+    private async Task<ClaudeProxy.AnthropicSimulator.RecordedRequest> ReceivedAsync(string tag)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            if (_simulator.State.Find("x-request-id", tag) is { } received)
+            {
+                return received;
+            }
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"the simulator never received request {tag}");
+            await Task.Delay(20);
+        }
     }
 
     [Fact]

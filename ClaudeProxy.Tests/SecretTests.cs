@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using ClaudeProxy.Tests.Infrastructure;
 
 namespace ClaudeProxy.Tests;
@@ -67,10 +65,8 @@ public sealed class SecretTests
     [Fact]
     public async Task An_unreachable_upstream_gives_502_in_anthropic_shape_without_secrets()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
+        // Below the ephemeral range: no server of another test binding port 0 can take it meanwhile.
+        var port = RedisServer.FreePort();
 
         var master = TestSecrets.MasterKey();
         var secret = TestSecrets.JwtSecret();

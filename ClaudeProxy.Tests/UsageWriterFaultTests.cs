@@ -201,7 +201,7 @@ public sealed class UsageWriterFaultTests(StackFixture fx) : IClassFixture<Stack
         var sink = gateway.Services.GetRequiredService<IUsageSink>();
         var folder = gateway.Services.GetRequiredService<UsageSpool>().Directory;
         var queued = Enumerable.Range(0, 500).Select(_ => Event()).ToList();
-        await fx.Postgres.PauseAsync();
+        await fx.Postgres.FreezeAsync();
         try
         {
             // Postgres answers nothing: the batch in flight hangs past the host's 10 s shutdown deadline.
@@ -218,7 +218,7 @@ public sealed class UsageWriterFaultTests(StackFixture fx) : IClassFixture<Stack
         }
         finally
         {
-            await fx.Postgres.ResumeAsync();
+            await fx.Postgres.ThawAsync();
             await gateway.DisposeAsync();
         }
         var next = await GatewayHost.StartAsync(Settings(db, spool));

@@ -51,15 +51,30 @@ public sealed class GatewayHost : IAsyncDisposable
 
     public static async Task<GatewayHost> StartAsync(IReadOnlyDictionary<string, string?> settings, Action<WebApplicationBuilder>? configure = null)
     {
-        var logs = new LogCapture();
-        var app = GatewayApplication.Build([], builder =>
+        for (var attempt = 1; ; attempt++)
         {
-            builder.Configuration.AddInMemoryCollection(settings);
-            builder.Logging.AddProvider(logs);
-            configure?.Invoke(builder);
-        });
-        await app.StartAsync();
-        return new GatewayHost(app, logs, settings);
+            var logs = new LogCapture();
+            var current = settings;
+            var app = GatewayApplication.Build([], builder =>
+            {
+                builder.Configuration.AddInMemoryCollection(current);
+                builder.Logging.AddProvider(logs);
+                configure?.Invoke(builder);
+            });
+            try
+            {
+                await app.StartAsync();
+                return new GatewayHost(app, logs, settings);
+            }
+            catch (IOException e) when (attempt < 5 && e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
+            {
+                // The management port was found free, then taken by someone else before Kestrel bound it.
+                using var stopping = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+                await app.StopAsync(stopping.Token);
+                await app.DisposeAsync();
+                settings = new Dictionary<string, string?>(settings) { ["MANAGEMENT_PORT"] = RedisServer.FreePort().ToString() };
+            }
+        }
     }
 
     public async Task<string> BootstrapAsync(string deviceId)

@@ -20,7 +20,7 @@ public sealed class PostgresServer : IAsyncDisposable
         Port = port;
     }
 
-    public int Port { get; }
+    public int Port { get; private set; }
     private string DataDir => Path.Combine(_directory, "data");
 
     public string ConnectionString(string database = "postgres") =>
@@ -39,8 +39,19 @@ public sealed class PostgresServer : IAsyncDisposable
         }
         var server = new PostgresServer(directory, bin, RedisServer.FreePort());
         await server.AsServerAsync("initdb", "-D", server.DataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C");
-        await server.StartAgainAsync();
-        return server;
+        // A port found free can be taken before PostgreSQL binds it: then pg_ctl fails, and another is tried.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await server.StartAgainAsync();
+                return server;
+            }
+            catch (InvalidOperationException) when (attempt < 3 && File.ReadAllText(Path.Combine(directory, "log")).Contains("could not bind", StringComparison.Ordinal))
+            {
+                server.Port = RedisServer.FreePort();
+            }
+        }
     }
 
     public Task StartAgainAsync() => AsServerAsync("pg_ctl", "-D", DataDir, "-l", Path.Combine(_directory, "log"), "-w", "-t", "60", "start",
@@ -50,12 +61,12 @@ public sealed class PostgresServer : IAsyncDisposable
     public Task StopAsync() => AsServerAsync("pg_ctl", "-D", DataDir, "-m", "immediate", "-w", "stop");
 
     /// <summary>Freezes the server and its backends (SIGSTOP): connections stay open and every query hangs, as with a hung database.</summary>
-    public Task PauseAsync() => SignalAllAsync("-STOP");
+    public Task FreezeAsync() => SignalAllAsync(Signals.Stop);
 
-    /// <summary>Lets a paused server run again (SIGCONT).</summary>
-    public Task ResumeAsync() => SignalAllAsync("-CONT");
+    /// <summary>Lets a frozen server run again (SIGCONT).</summary>
+    public Task ThawAsync() => SignalAllAsync(Signals.Continue);
 
-    private async Task SignalAllAsync(string signal)
+    private async Task SignalAllAsync(int signal)
     {
         var postmaster = (await File.ReadAllLinesAsync(Path.Combine(DataDir, "postmaster.pid")))[0].Trim();
         var pids = new List<string> { postmaster };
@@ -75,7 +86,10 @@ public sealed class PostgresServer : IAsyncDisposable
             {
             }
         }
-        await RunAsync("kill", [signal, .. pids]);
+        foreach (var pid in pids)
+        {
+            Signals.Send(int.Parse(pid, System.Globalization.CultureInfo.InvariantCulture), signal);
+        }
     }
 
     public async Task<string> CreateDatabaseAsync()
@@ -104,7 +118,7 @@ public sealed class PostgresServer : IAsyncDisposable
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(120));
         if (process.ExitCode != 0)
         {
             throw new InvalidOperationException($"{file} {string.Join(' ', args)} failed ({process.ExitCode}): {await stderr}{await stdout}");

@@ -12,18 +12,26 @@ public sealed class RedisServer : IAsyncDisposable
 
     private RedisServer(int port) => Port = port;
 
-    public int Port { get; }
+    public int Port { get; private set; }
     public string ConnectionString => $"127.0.0.1:{Port}";
     public string Url => $"redis://127.0.0.1:{Port}";
 
     public static async Task<RedisServer> StartAsync()
     {
         var server = new RedisServer(FreePort());
-        await server.StartAgainAsync();
+        // A port found free can be taken before redis-server binds it: then it exits at once, and another is tried.
+        for (var attempt = 1; !await server.TryFirstStartAsync(); attempt++)
+        {
+            if (attempt == 5)
+            {
+                throw new InvalidOperationException($"redis-server could not bind a port in {attempt} attempts");
+            }
+            server.Port = FreePort();
+        }
         return server;
     }
 
-    public async Task StartAgainAsync()
+    private ProcessStartInfo StartInfo()
     {
         var start = new ProcessStartInfo("redis-server")
         {
@@ -36,6 +44,43 @@ public sealed class RedisServer : IAsyncDisposable
         {
             start.ArgumentList.Add(arg);
         }
+        return start;
+    }
+
+    /// <summary>Starts redis-server; false when it exited before saying it was ready (its port was taken).</summary>
+    private async Task<bool> TryFirstStartAsync()
+    {
+        var start = StartInfo();
+        var ready = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var process = Process.Start(start) ?? throw new InvalidOperationException("redis-server did not start");
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null)
+            {
+                ready.TrySetResult(false);
+            }
+            else if (e.Data.Contains("Ready to accept connections", StringComparison.Ordinal))
+            {
+                ready.TrySetResult(true);
+            }
+        };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        if (!await ready.Task.WaitAsync(TimeSpan.FromSeconds(30)))
+        {
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+            process.Dispose();
+            return false;
+        }
+        _process = process;
+        await WaitForAsync(ready: true);
+        return true;
+    }
+
+    public async Task StartAgainAsync()
+    {
+        var start = StartInfo();
         _process = Process.Start(start) ?? throw new InvalidOperationException("redis-server did not start");
         _process.OutputDataReceived += (_, _) => { };
         _process.ErrorDataReceived += (_, _) => { };
@@ -68,22 +113,11 @@ public sealed class RedisServer : IAsyncDisposable
         await WaitForAsync(ready: false);
     }
 
-    /// <summary>Freezes the server (SIGSTOP): connections stay open and commands time out, as with a hung Redis.</summary>
-    public Task PauseAsync() => SignalAsync("-STOP");
+    /// <summary>Stops the server answering while its connections stay open (SIGSTOP), as a stalled Redis or a network partition would.</summary>
+    public void Freeze() => Signals.Send(_process?.Id ?? throw new InvalidOperationException("redis-server is not running"), Signals.Stop);
 
-    /// <summary>Lets a paused server run again (SIGCONT).</summary>
-    public Task ResumeAsync() => SignalAsync("-CONT");
-
-    private async Task SignalAsync(string signal)
-    {
-        var pid = _process?.Id ?? throw new InvalidOperationException("redis-server is not running");
-        using var kill = Process.Start(new ProcessStartInfo("kill", [signal, pid.ToString()]) { UseShellExecute = false })!;
-        await kill.WaitForExitAsync();
-        if (kill.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"kill {signal} {pid} failed ({kill.ExitCode})");
-        }
-    }
+    /// <summary>Lets a frozen server run again (SIGCONT): it answers what waited, in order.</summary>
+    public void Thaw() => Signals.Send(_process?.Id ?? throw new InvalidOperationException("redis-server is not running"), Signals.Continue);
 
     private async Task WaitForAsync(bool ready)
     {
@@ -117,11 +151,44 @@ public sealed class RedisServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A loopback port that is free now, chosen below the kernel's ephemeral range: outgoing connections take their
+    /// local ports from that range, so a port found free and bound a moment later (or a server stopped and started
+    /// again on it) is not taken by one of them. Whoever binds it still retries on the rare clash with another
+    /// test's choice.
+    /// </summary>
     public static int FreePort()
     {
+        var below = EphemeralStart();
+        for (var attempt = 0; attempt < 50 && below > 10_000; attempt++)
+        {
+            var port = Random.Shared.Next(10_000, below);
+            try
+            {
+                using var probe = new TcpListener(IPAddress.Loopback, port);
+                probe.Start();
+                return port;
+            }
+            catch (SocketException)
+            {
+            }
+        }
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static int EphemeralStart()
+    {
+        try
+        {
+            return int.Parse(File.ReadAllText("/proc/sys/net/ipv4/ip_local_port_range").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[0],
+                System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+        {
+            return 32_768;
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -129,7 +196,7 @@ public sealed class RedisServer : IAsyncDisposable
         if (_process is { HasExited: false })
         {
             _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync();
+            await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(20));
         }
         _process?.Dispose();
         try
