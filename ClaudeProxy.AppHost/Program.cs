@@ -9,11 +9,10 @@ var secrets = new DataFolderSecrets(data);
 var fixedPorts = !builder.Configuration.GetValue("DynamicPorts", false);
 int? Port(int port) => fixedPorts ? port : null;
 
-var redis = builder.AddLocalRedis("redis", Path.Combine(data, "redis"), builder.AddSecret(secrets, "redis-password"));
-var db = builder.AddLocalPostgres("postgres", "claudeproxydb", Path.Combine(data, "postgres"), builder.AddSecret(secrets, "postgres-password"));
-var jwtSecret = builder.AddSecret(secrets, "jwt-secret", 48);
-var adminApiKey = builder.AddSecret(secrets, "admin-api-key");
-var adminPassword = builder.AddSecret(secrets, "admin-password", 16);
+var redis = builder.AddLocalRedis("redis", Path.Combine(data, "redis"), builder.AddSecret(secrets, "redis-password", "a Redis password"));
+var db = builder.AddLocalPostgres("postgres", "claudeproxydb", Path.Combine(data, "postgres"), builder.AddSecret(secrets, "postgres-password", "a database password"));
+var jwtSecret = builder.AddSecret(secrets, "jwt-secret", "at least 32 random bytes", 48);
+var adminApiKey = builder.AddSecret(secrets, "admin-api-key", "a random operator key");
 
 var migrations = builder.AddProject<Projects.ClaudeProxy_Gateway>("migrations")
     .WithArgs("migrate")
@@ -30,7 +29,7 @@ var gateway = builder.AddProject<Projects.ClaudeProxy_Gateway>("gateway")
     .WithAnthropic(builder, secrets)
     .WithLocalSettings(data)
     .WaitFor(redis).WaitForCompletion(migrations)
-    .WithReplicas(builder.Configuration.GetValue("Gateways", 1))
+    .WithReplicas(builder.Configuration.GetValue("Gateways", builder.ExecutionContext.IsPublishMode ? 2 : 1))
     .DisableForwardedHeaders();
 
 builder.AddProject<Projects.ClaudeProxy_Admin>("admin")
@@ -38,7 +37,7 @@ builder.AddProject<Projects.ClaudeProxy_Admin>("admin")
     .WithHttpHealthCheck("/readyz")
     .WithReference(gateway.GetEndpoint("management"))
     .WithEnvironment("ADMIN_API_KEY", adminApiKey)
-    .WithEnvironment("ADMIN_PASSWORD", adminPassword)
+    .WithAdminPassword(builder, secrets)
     .WaitFor(gateway);
 
 builder.AddKubernetesPublishing();

@@ -61,6 +61,8 @@ public sealed class DataFolderSecretDefault(DataFolderSecrets secrets, string na
 
 public static class DataFolderSecretExtensions
 {
-    public static IResourceBuilder<ParameterResource> AddSecret(this IDistributedApplicationBuilder builder, DataFolderSecrets secrets, string name, int length = 32) =>
-        builder.AddParameter(name, new DataFolderSecretDefault(secrets, name, length), secret: true);
+    /// <summary>A secret parameter; <paramref name="description"/> says what it must be (the Kubernetes placeholder is made from it).</summary>
+    public static IResourceBuilder<ParameterResource> AddSecret(this IDistributedApplicationBuilder builder, DataFolderSecrets secrets, string name,
+        string description, int length = 32) =>
+        builder.AddParameter(name, new DataFolderSecretDefault(secrets, name, length), secret: true).WithDescription(description);
 }

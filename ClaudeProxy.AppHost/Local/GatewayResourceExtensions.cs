@@ -14,14 +14,14 @@ public static class GatewayResourceExtensions
         if (builder.ExecutionContext.IsPublishMode || configured is not null)
         {
             builder.Configuration["Parameters:anthropic-api-key"] ??= configured;
-            gateway.WithEnvironment("ANTHROPIC_API_KEY", builder.AddParameter("anthropic-api-key", secret: true));
+            gateway.WithEnvironment("ANTHROPIC_API_KEY", builder.AddParameter("anthropic-api-key", secret: true).WithDescription("the Anthropic API key"));
             if (builder.ExecutionContext.IsRunMode && builder.Configuration["ANTHROPIC_BASE_URL"] is { Length: > 0 } baseUrl)
             {
                 gateway.WithEnvironment("ANTHROPIC_BASE_URL", baseUrl);
             }
             return gateway;
         }
-        var key = builder.AddSecret(secrets, "simulator-api-key");
+        var key = builder.AddSecret(secrets, "simulator-api-key", "the simulator's API key");
         var simulator = builder.AddProject<Projects.ClaudeProxy_AnthropicSimulator>("anthropic-simulator")
             .WithArgs("--record", "false")
             .WithHttpEndpoint(name: "http")
@@ -44,6 +44,16 @@ public static class GatewayResourceExtensions
         }
         return gateway;
     }
+
+    /// <summary>
+    /// The admin app's sign-in: a generated password locally (shown once, kept with the other secrets); when
+    /// publishing, a parameter holding its hash (<c>dotnet ClaudeProxy.Admin.dll hash-password PASSWORD</c>).
+    /// </summary>
+    public static IResourceBuilder<ProjectResource> WithAdminPassword(this IResourceBuilder<ProjectResource> admin,
+        IDistributedApplicationBuilder builder, DataFolderSecrets secrets) =>
+        builder.ExecutionContext.IsPublishMode
+            ? admin.WithEnvironment("ADMIN_PASSWORD_HASH", builder.AddParameter("admin-password-hash", secret: true).WithDescription("the output of hash-password"))
+            : admin.WithEnvironment("ADMIN_PASSWORD", builder.AddSecret(secrets, "admin-password", "the admin app's password", 16));
 
     /// <summary>Says once, on the run that generated them, where the secrets are and what the admin password is.</summary>
     public static void ShowGeneratedSecrets(this IDistributedApplicationBuilder builder, DataFolderSecrets secrets)
