@@ -26,7 +26,7 @@ else
 fi
 
 # setpriv execs the server, so $! is PostgreSQL itself.
-"${as_pg[@]}" "$bin/postgres" -D "$data" -p "$port" -c listen_addresses=127.0.0.1 -c unix_socket_directories= &
+"${as_pg[@]}" "$bin/postgres" -D "$data" -p "$port" -c listen_addresses=127.0.0.1 -c unix_socket_directories= 2>&1 &
 server=$!
 # The AppHost stops an executable with SIGTERM, which PostgreSQL takes as a "smart" shutdown that waits for every
 # client to leave; SIGINT is its fast, clean shutdown.
