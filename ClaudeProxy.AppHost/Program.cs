@@ -38,6 +38,7 @@ builder.AddProject<Projects.ClaudeProxy_Admin>("admin")
     .WithReference(gateway.GetEndpoint("management"))
     .WithEnvironment("ADMIN_API_KEY", adminApiKey)
     .WithAdminPassword(builder, secrets)
+    .WithLoopbackOnly()
     .WaitFor(gateway);
 
 builder.AddKubernetesPublishing();

@@ -33,12 +33,16 @@ public static class GatewayResourceExtensions
             .WaitFor(simulator);
     }
 
-    /// <summary>Run mode only: listen on loopback alone, and spool usage into the data folder.</summary>
+    /// <summary>Run mode only: listen on loopback alone (the AppHost's proxies face the machine).</summary>
+    public static IResourceBuilder<ProjectResource> WithLoopbackOnly(this IResourceBuilder<ProjectResource> project) =>
+        project.ApplicationBuilder.ExecutionContext.IsRunMode ? project.WithEnvironment("HOST", "127.0.0.1") : project;
+
+    /// <summary>Run mode only: spool usage into the data folder, and say where the proxy is.</summary>
     public static IResourceBuilder<ProjectResource> WithLocalSettings(this IResourceBuilder<ProjectResource> gateway, string dataDirectory)
     {
         if (gateway.ApplicationBuilder.ExecutionContext.IsRunMode)
         {
-            gateway.WithEnvironment("HOST", "127.0.0.1")
+            gateway.WithLoopbackOnly()
                 .WithEnvironment("USAGE_SPOOL_DIR", Path.Combine(dataDirectory, "spool"))
                 .WithEnvironment("PROXY_BASE_URL", gateway.GetEndpoint("http"));
         }

@@ -67,6 +67,8 @@ public static class BackingServiceExtensions
             return false;
         }
         var exporting = builder.ExportsTelemetry();
+        // The integration hands Npgsql the logger factory, and Npgsql logs every command at Information.
+        builder.Logging.AddFilter("Npgsql", LogLevel.Warning);
         builder.AddNpgsqlDataSource(connectionName,
             settings =>
             {

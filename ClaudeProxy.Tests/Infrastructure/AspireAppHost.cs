@@ -17,16 +17,16 @@ public sealed class AspireAppHost : IAsyncDisposable
     public static readonly string[] Services = ["redis", "postgres", "claudeproxydb", "anthropic-simulator", "gateway", "admin"];
     private static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(4);
 
-    private AspireAppHost(DistributedApplication app, string data, string? dashboard)
+    private AspireAppHost(DistributedApplication app, string data)
     {
         App = app;
         DataDirectory = data;
-        DashboardUrl = dashboard;
     }
 
     public DistributedApplication App { get; }
     public string DataDirectory { get; }
-    public string? DashboardUrl { get; }
+    /// <summary>Where the dashboard listens (the testing builder picks its ports), when it runs.</summary>
+    public string? DashboardUrl { get; private set; }
 
     /// <summary>Processes DCP runs for this app (DCP itself, the dashboard, every resource and their children), read once all are healthy.</summary>
     public List<int> Processes { get; } = [];
@@ -38,14 +38,13 @@ public sealed class AspireAppHost : IAsyncDisposable
     {
         using var timeout = new CancellationTokenSource(StartTimeout);
         var data = Directory.CreateTempSubdirectory("claudeproxy-aspire-").FullName;
-        var dashboardUrl = dashboard ? $"http://127.0.0.1:{FreePort()}" : null;
         string[] args =
         [
             $"--DataDir={data}", "--DynamicPorts=true", "--ANTHROPIC_API_KEY=", "--Parameters:anthropic-api-key=",
             .. dashboard
                 ? new[]
                 {
-                    $"--ASPNETCORE_URLS={dashboardUrl}", $"--ASPIRE_DASHBOARD_OTLP_ENDPOINT_URL=http://127.0.0.1:{FreePort()}",
+                    $"--ASPNETCORE_URLS=http://127.0.0.1:{FreePort()}", $"--ASPIRE_DASHBOARD_OTLP_ENDPOINT_URL=http://127.0.0.1:{FreePort()}",
                     "--ASPIRE_ALLOW_UNSECURED_TRANSPORT=true", "--DOTNET_DASHBOARD_UNSECURED_ALLOW_ANONYMOUS=true",
                 }
                 : [],
@@ -53,7 +52,7 @@ public sealed class AspireAppHost : IAsyncDisposable
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.ClaudeProxy_AppHost>(args,
             (options, _) => options.DisableDashboard = !dashboard, timeout.Token);
         var app = await builder.BuildAsync(timeout.Token);
-        var host = new AspireAppHost(app, data, dashboardUrl);
+        var host = new AspireAppHost(app, data);
         try
         {
             await app.StartAsync(timeout.Token);
@@ -62,6 +61,13 @@ public sealed class AspireAppHost : IAsyncDisposable
                 await app.ResourceNotifications.WaitForResourceHealthyAsync(name, timeout.Token);
             }
             await app.ResourceNotifications.WaitForResourceAsync("migrations", KnownResourceStates.Finished, timeout.Token);
+            if (dashboard)
+            {
+                // The dashboard resource also lists its OTLP endpoints; the browser's is named "http".
+                var state = await app.ResourceNotifications.WaitForResourceAsync("aspire-dashboard",
+                    e => e.Snapshot.Urls.Any(u => u.Name == "http"), timeout.Token);
+                host.DashboardUrl = state.Snapshot.Urls.First(u => u.Name == "http").Url.TrimEnd('/');
+            }
             host.Processes.AddRange(ProcessTree.DescendantsOf(ProcessTree.Dcp(Environment.ProcessId)));
         }
         catch
