@@ -12,7 +12,7 @@ namespace ClaudeProxy.Tests;
 public sealed partial class AppHostTests
 {
     [Fact]
-    public async Task The_whole_system_starts_healthy_records_a_streamed_message_signs_in_and_leaves_no_process()
+    public async Task The_whole_system_starts_healthy_records_a_stream_answers_claude_code_signs_in_and_leaves_no_process()
     {
         var appHost = await AspireAppHost.StartAsync(dashboard: false);
         try
@@ -43,6 +43,13 @@ public sealed partial class AppHostTests
             }
             while (events.GetProperty("total").GetInt32() == 0 && DateTime.UtcNow < deadline && await PauseAsync());
             Assert.Equal(1, events.GetProperty("total").GetInt32());
+
+            // Claude Code's own CLI, pointed at the fresh system, gets the simulator's answer and ends its turn.
+            using var cliBoot = await gateway.PostAsJsonAsync("/bootstrap", new { device_id = device + "-cli" }).WaitAsync(TimeSpan.FromSeconds(30));
+            var cliToken = JsonDocument.Parse(await cliBoot.Content.ReadAsStringAsync()).RootElement.GetProperty("wrapper_token").GetString()!;
+            var (exit, output) = await ClaudeCli.RunAsync(appHost.Endpoint("gateway").ToString().TrimEnd('/'), cliToken, "hello");
+            Assert.True(exit == 0, output);
+            Assert.Equal("Hello from the Anthropic simulator.", output.Trim());
 
             // The admin app signs in with the generated password (a form post with its antiforgery token).
             using var cookies = new HttpClientHandler { CookieContainer = new CookieContainer(), AllowAutoRedirect = false };

@@ -42,5 +42,17 @@ ensure_chromium() {
 }
 
 ensure_test_prerequisites() {
-  ensure_dotnet && ensure_redis && ensure_postgres && ensure_chromium
+  ensure_dotnet && ensure_redis && ensure_postgres && ensure_chromium && ensure_claude_code
+}
+
+# Claude Code's CLI (npm @anthropic-ai/claude-code) in .tools/claude-code, for the test that runs `claude -p` through
+# the AppHost. Needs Node.js 18 or later.
+ensure_claude_code() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.tools/claude-code"
+  [ -x "$dir/node_modules/.bin/claude" ] && return 0
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm || return 1
+  echo "==> npm install @anthropic-ai/claude-code"
+  mkdir -p "$dir"
+  npm install --prefix "$dir" --no-audit --no-fund --loglevel=error @anthropic-ai/claude-code >/dev/null || return 1
 }
