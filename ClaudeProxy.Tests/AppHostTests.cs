@@ -84,8 +84,11 @@ public sealed partial class AppHostTests
     private static partial Regex AntiforgeryField();
 }
 
-/// <summary>Whole-AppHost tests run one at a time: each starts DCP, two servers and four projects.</summary>
-[CollectionDefinition(Name)]
+/// <summary>
+/// Whole-AppHost tests run one at a time and after the others, alone: each starts DCP, two servers and four projects,
+/// which on two cores would slow the other tests past their timeouts.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class AppHostCollection
 {
     public const string Name = "AppHost";

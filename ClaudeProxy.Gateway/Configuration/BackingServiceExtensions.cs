@@ -25,6 +25,8 @@ public static class BackingServiceExtensions
             SetConnectionString(builder, connectionName, ParseRedisUrl(url).ToString(includePassword: true));
         }
         var exporting = builder.ExportsTelemetry();
+        // The integration hands the multiplexer the logger factory, and it logs every reconnection step at Information.
+        builder.Logging.AddFilter("StackExchange.Redis", LogLevel.Warning);
         builder.AddRedisClient(connectionName,
             settings =>
             {
