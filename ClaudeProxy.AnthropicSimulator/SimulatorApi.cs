@@ -105,7 +105,9 @@ public static class SimulatorApi
         var model = body?["model"]?.GetValue<string>() ?? "claude-sonnet-4-5-20250929";
         var stream = body?["stream"]?.GetValue<bool>() == true;
         var thinking = body?["thinking"] is not null;
-        var tools = body?["tools"] is JsonArray { Count: > 0 };
+        // A client that offers tools (Claude Code always does) gets plain text unless a test asks for a tool call:
+        // an invented tool_use would send an agent round its loop until its rate limit stops it.
+        var tools = body?["tools"] is JsonArray { Count: > 0 } && sim.Has("x-sim-tools");
         var usage = sim.Usage();
         var id = "msg_sim_" + Guid.NewGuid().ToString("N")[..20];
         var wordCount = sim.Int("x-sim-events") ?? Words.Length;

@@ -63,6 +63,10 @@ public static class ServiceDefaultsExtensions
                     !ctx.Request.Path.StartsWithSegments(HealthPath) && !ctx.Request.Path.StartsWithSegments(ReadinessPath))
                 .AddHttpClientInstrumentation());
             otel.UseOtlpExporter();
+            // W3C trace context alone, injected by .NET's own handlers: HttpClient's instrumentation would otherwise add
+            // traceparent and baggage to every outgoing request, including the gateway's calls to Anthropic, which
+            // are sent without trace headers.
+            Sdk.SetDefaultTextMapPropagator(new OpenTelemetry.Context.Propagation.TraceContextPropagator());
         }
         return builder;
     }

@@ -32,12 +32,9 @@ dotnet build ClaudeProxy.sln -c Release -nologo -v quiet
 work=$(mktemp -d /tmp/claudeproxy-bench-XXXXXX)
 chmod 755 "$work"
 pids=()
-pgdata="$work/pg"
 pgbin=$(pg_bin_dir)
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$pgdata/postmaster.pid" ] && as_pg "$pgbin/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null 2>&1 || true
   wait 2>/dev/null || true
   [ -n "${KEEP_BENCH:-}" ] || rm -rf "$work"
 }
@@ -54,13 +51,12 @@ wait_http() { for _ in $(seq 1 200); do curl -fs -o /dev/null "$@" && return 0; 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
 
 echo "==> starting Redis, PostgreSQL, two simulators (direct and upstream) and the gateway"
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+# The same starters the tests use (ClaudeProxy.Tests/Infrastructure/RedisServer.cs and PostgresServer.cs).
+dotnet "$root/bench/ClaudeProxy.Benchmarks/bin/Release/net10.0/ClaudeProxy.Benchmarks.dll" servers "$work/servers.env" >"$work/servers.log" 2>&1 &
 pids+=($!)
-pg_port=$(free_port)
-[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$work"
-as_pg "$pgbin/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$pgdata" -l "$work/pg.log" -w start -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1" >/dev/null
+for _ in $(seq 1 600); do [ -f "$work/servers.env" ] && break; sleep 0.1; done
+[ -f "$work/servers.env" ] || { cat "$work/servers.log" >&2; echo "Redis and PostgreSQL did not start" >&2; exit 1; }
+source "$work/servers.env"
 "$pgbin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres claudeproxydb
 
 simkey="sk-sim-bench-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"

@@ -26,7 +26,7 @@ public static class DataExtensions
         };
         builder.Services.AddSingleton(new BootstrapOptions(mode));
         // Degraded, not unhealthy: with Postgres down the gateway still serves, and spools usage to disk.
-        if (!builder.AddNpgsqlDbContext<GatewayDbContext>(ConnectionName, HealthStatus.Degraded))
+        if (!builder.AddPostgresIfConfigured<GatewayDbContext>(ConnectionName, HealthStatus.Degraded))
         {
             if (mode != BootstrapMode.Open)
             {

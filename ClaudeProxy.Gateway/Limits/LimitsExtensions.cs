@@ -19,7 +19,7 @@ public static class LimitsExtensions
         builder.Services.TryAddSingleton<ISpendHistory, NoSpendHistory>();
 
         // Degraded, not unhealthy, in open mode: the instance still serves, with in-process limits.
-        var redis = builder.AddRedisClient("redis", options.FailureMode == RedisFailureMode.Open ? HealthStatus.Degraded : HealthStatus.Unhealthy);
+        var redis = builder.AddRedisIfConfigured("redis", options.FailureMode == RedisFailureMode.Open ? HealthStatus.Degraded : HealthStatus.Unhealthy);
         if (redis)
         {
             builder.Services.AddSingleton(sp => new RedisAdmissionStore(sp.GetRequiredService<IConnectionMultiplexer>()));

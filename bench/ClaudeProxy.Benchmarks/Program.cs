@@ -4,9 +4,16 @@ using ClaudeProxy.Benchmarks;
 // bench/ClaudeProxy.Benchmarks micro           BenchmarkDotNet micro-benchmarks of the hot path's pieces
 // bench/ClaudeProxy.Benchmarks forwarder URL DESTINATION
 //                                              the floor: YARP's forwarder alone, with nothing of the gateway
+// bench/ClaudeProxy.Benchmarks servers FILE    redis-server and PostgreSQL started as the tests start them; their ports
+//                                              go to FILE (redis_port=, pg_port=); SIGTERM or SIGINT stops both
 if (args.Length >= 3 && args[0] == "forwarder")
 {
     await BareForwarder.RunAsync(args[1], args[2]);
+    return 0;
+}
+if (args.Length >= 2 && args[0] == "servers")
+{
+    await LocalServers.RunAsync(args[1]);
     return 0;
 }
 var rest = args.Length > 0 && args[0] == "micro" ? args[1..] : args;

@@ -1,4 +1,3 @@
-# Written by: dotnet run --project ClaudeProxy.AppHost -- publish --output deploy/k8s
 # Build from the repository root: docker build -f deploy/docker/admin.Dockerfile .
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src

@@ -48,5 +48,18 @@ ensure_helper_tools() {
 }
 
 ensure_test_prerequisites() {
-  ensure_dotnet && ensure_redis && ensure_postgres && ensure_chromium && ensure_helper_tools
+  ensure_dotnet && ensure_redis && ensure_postgres && ensure_chromium && ensure_helper_tools && ensure_claude_code
+}
+
+# Claude Code's CLI (npm @anthropic-ai/claude-code, pinned) in .tools/claude-code, for the test that runs `claude -p`
+# through the AppHost. Needs Node.js 18 or later.
+CLAUDE_CODE_VERSION=2.1.197
+ensure_claude_code() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.tools/claude-code"
+  [ -x "$dir/node_modules/.bin/claude" ] && grep -q "\"version\": \"$CLAUDE_CODE_VERSION\"" "$dir/node_modules/@anthropic-ai/claude-code/package.json" 2>/dev/null && return 0
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm || return 1
+  echo "==> npm install @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"
+  mkdir -p "$dir"
+  npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" >/dev/null || return 1
 }

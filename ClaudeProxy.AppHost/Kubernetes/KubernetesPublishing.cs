@@ -1,0 +1,244 @@
+#pragma warning disable ASPIREPIPELINES001, ASPIREPIPELINES004 // Aspire's publishing pipeline is experimental in 13.6.
+
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+using Aspire.Hosting.Pipelines;
+
+namespace ClaudeProxy.AppHost.Kubernetes;
+
+/// <summary>
+/// The "k8s" publishing step: writes the kustomize base (<c>aspire publish -o deploy/k8s</c>) beside the Aspire manifest,
+/// from the application model. The model gives the values (ports, replicas, images, which settings each project reads
+/// and whether they are secret, connection strings turned into Service names); the YAML shapes are the files in
+/// <c>Kubernetes/templates</c>, with <c>{{name}}</c> placeholders.
+/// </summary>
+public static partial class KubernetesPublishing
+{
+    public const string Registry = "ghcr.io/example";
+
+    public static IDistributedApplicationBuilder AddKubernetesPublishing(this IDistributedApplicationBuilder builder)
+    {
+        var templates = Path.Combine(builder.AppHostDirectory, "Kubernetes", "templates");
+        builder.Pipeline.AddStep("k8s", async context =>
+        {
+            var output = context.Services.GetRequiredService<IPipelineOutputService>().GetOutputDirectory();
+            var model = await KubernetesModel.ReadAsync(context.Model, context.ExecutionContext, context.CancellationToken);
+            var written = await WriteAsync(model, templates, output, context.CancellationToken);
+            context.Logger.LogInformation("Wrote the Kubernetes base ({Files}) to {Output}", string.Join(", ", written), output);
+        }, dependsOn: "publish-manifest", requiredBy: WellKnownPipelineSteps.Publish);
+        return builder;
+    }
+
+    /// <summary>Fills every template and writes it, with the kustomization listing them; returns the file names.</summary>
+    public static async Task<List<string>> WriteAsync(KubernetesModel model, string templates, string output, CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(output);
+        var files = Directory.GetFiles(templates, "*.yaml").Select(Path.GetFileName).OfType<string>()
+            .Where(f => f != "kustomization.yaml").Order(StringComparer.Ordinal).ToList();
+        var values = model.Values();
+        values["resources"] = string.Join('\n', files.Select(f => "  - " + f));
+        foreach (var file in files.Append("kustomization.yaml"))
+        {
+            var text = Fill(await File.ReadAllTextAsync(Path.Combine(templates, file), cancellationToken), values, file);
+            await File.WriteAllTextAsync(Path.Combine(output, file), text, cancellationToken);
+        }
+        return [.. files.Append("kustomization.yaml")];
+    }
+
+    private static string Fill(string template, Dictionary<string, string> values, string file) =>
+        Placeholder().Replace(template, m => values.TryGetValue(m.Groups[1].Value, out var value) ? value
+            : throw new InvalidOperationException($"{file}: the application model has no value for {{{{{m.Groups[1].Value}}}}}"));
+
+    [GeneratedRegex(@"\{\{([A-Za-z0-9_.-]+)\}\}")]
+    private static partial Regex Placeholder();
+}
+
+/// <summary>What the Kubernetes base needs from the application model, read in publish mode.</summary>
+public sealed class KubernetesModel
+{
+    /// <summary>Settings every project's pod reads from the ConfigMap.</summary>
+    public SortedDictionary<string, string> Config { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Settings (and passwords the containers need) kept in the Secret, as placeholders.</summary>
+    public SortedDictionary<string, string> Secrets { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Flat values for the templates: <c>gateway.http.port</c>, <c>redis.image</c>, <c>database</c>...</summary>
+    public Dictionary<string, string> Scalars { get; } = new(StringComparer.Ordinal);
+
+    public Dictionary<string, string> Values()
+    {
+        var values = new Dictionary<string, string>(Scalars, StringComparer.Ordinal)
+        {
+            ["registry"] = KubernetesPublishing.Registry,
+            ["config"] = string.Join('\n', Config.Select(c => $"  {c.Key}: {Quote(c.Value)}")),
+            ["secrets"] = string.Join('\n', Secrets.Select(c => $"  {c.Key}: {Quote(c.Value)}")),
+        };
+        return values;
+    }
+
+    private static string Quote(string value) => "\"" + value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal) + "\"";
+
+    public static async Task<KubernetesModel> ReadAsync(DistributedApplicationModel model, DistributedApplicationExecutionContext execution, CancellationToken cancellationToken)
+    {
+        var k8s = new KubernetesModel();
+        foreach (var resource in model.Resources)
+        {
+            switch (resource)
+            {
+                case ProjectResource project:
+                    await k8s.AddProjectAsync(project, execution, cancellationToken);
+                    break;
+                case ContainerResource container:
+                    await k8s.AddContainerAsync(container, execution, cancellationToken);
+                    break;
+                case IResourceWithParent { Parent: ContainerResource } database:
+                    k8s.Scalars["database"] = database.Name;
+                    break;
+            }
+        }
+        return k8s;
+    }
+
+    private async Task AddProjectAsync(ProjectResource project, DistributedApplicationExecutionContext execution, CancellationToken cancellationToken)
+    {
+        var name = project.Name;
+        var path = project.GetProjectMetadata().ProjectPath;
+        // One image per project: ClaudeProxy.Gateway builds claudeproxy-gateway, which the migration Job runs too.
+        Scalars[$"{name}.image"] = "claudeproxy-" + Path.GetFileNameWithoutExtension(path).Split('.')[^1].ToLowerInvariant();
+        Scalars[$"{name}.replicas"] = (project.TryGetLastAnnotation<ReplicaAnnotation>(out var replicas) ? replicas.Replicas : 1).ToString(CultureInfo.InvariantCulture);
+        foreach (var endpoint in project.Annotations.OfType<EndpointAnnotation>())
+        {
+            Scalars[$"{name}.{endpoint.Name}.port"] = Port(project, endpoint).ToString(CultureInfo.InvariantCulture);
+        }
+        var args = new List<object>();
+        var argsContext = new CommandLineArgsCallbackContext(args, project, cancellationToken);
+        foreach (var callback in project.Annotations.OfType<CommandLineArgsCallbackAnnotation>())
+        {
+            await callback.Callback(argsContext);
+        }
+        var resolvedArgs = new List<string>();
+        foreach (var arg in args)
+        {
+            resolvedArgs.Add((await ResolveAsync(arg, cancellationToken)).Text);
+        }
+        Scalars[$"{name}.args"] = "[" + string.Join(", ", resolvedArgs.Select(a => "\"" + a + "\"")) + "]";
+
+        foreach (var (key, value) in await EnvironmentAsync(project, execution, cancellationToken))
+        {
+            if (Published(key, value))
+            {
+                var resolved = await ResolveAsync(value, cancellationToken);
+                (resolved.Secret ? Secrets : Config)[key] = resolved.Text;
+            }
+        }
+    }
+
+    /// <summary>
+    /// What a project's pods get from the ConfigMap and the Secret: its own settings, connection strings and service
+    /// endpoints. Left out: Aspire's telemetry settings, its per-resource hints (REDIS_HOST, CLAUDEPROXYDB_URI...) and
+    /// the project's own ports, which each workload's template sets.
+    /// </summary>
+    private static bool Published(string key, object value) =>
+        !key.StartsWith("OTEL_", StringComparison.Ordinal) && key != "ASPNETCORE_FORWARDEDHEADERS_ENABLED" &&
+        (value is string or ParameterResource ||
+         key.StartsWith("ConnectionStrings__", StringComparison.Ordinal) || key.StartsWith("services__", StringComparison.Ordinal));
+
+    private async Task AddContainerAsync(ContainerResource container, DistributedApplicationExecutionContext execution, CancellationToken cancellationToken)
+    {
+        var name = container.Name;
+        if (container.TryGetLastAnnotation<ContainerImageAnnotation>(out var image))
+        {
+            Scalars[$"{name}.image"] = $"{(image.Registry is { Length: > 0 } r ? r + "/" : "")}{image.Image}:{image.Tag}";
+        }
+        foreach (var endpoint in container.Annotations.OfType<EndpointAnnotation>())
+        {
+            Scalars[$"{name}.port"] = Port(container, endpoint).ToString(CultureInfo.InvariantCulture);
+        }
+        foreach (var (key, value) in await EnvironmentAsync(container, execution, cancellationToken))
+        {
+            var resolved = await ResolveAsync(value, cancellationToken);
+            if (resolved.Secret)
+            {
+                Secrets[key] = resolved.Text;
+            }
+            else
+            {
+                Scalars[$"{name}.{key.Replace($"{name.ToUpperInvariant()}_", "", StringComparison.Ordinal).ToLowerInvariant()}"] = resolved.Text;
+            }
+        }
+    }
+
+    private static async Task<Dictionary<string, object>> EnvironmentAsync(IResource resource, DistributedApplicationExecutionContext execution, CancellationToken cancellationToken)
+    {
+        var context = new EnvironmentCallbackContext(execution, resource, [], cancellationToken);
+        foreach (var callback in resource.Annotations.OfType<EnvironmentCallbackAnnotation>())
+        {
+            await callback.Callback(context);
+        }
+        return context.EnvironmentVariables;
+    }
+
+    /// <summary>A project listens on the port the model gives it; a container on its target port.</summary>
+    private static int Port(IResource resource, EndpointAnnotation endpoint) =>
+        (resource is ContainerResource ? endpoint.TargetPort ?? endpoint.Port : endpoint.Port ?? endpoint.TargetPort)
+        ?? throw new InvalidOperationException($"{resource.Name}: endpoint {endpoint.Name} has no port");
+
+    /// <summary>Inside the cluster an endpoint is a Service: the resource's name for its first endpoint, "resource-endpoint" for others.</summary>
+    private static string ServiceName(EndpointReference endpoint)
+    {
+        var first = endpoint.Resource.Annotations.OfType<EndpointAnnotation>().First().Name;
+        return endpoint.EndpointName == first ? endpoint.Resource.Name : $"{endpoint.Resource.Name}-{endpoint.EndpointName}";
+    }
+
+    private static int Port(EndpointReference endpoint) =>
+        Port(endpoint.Resource, endpoint.Resource.Annotations.OfType<EndpointAnnotation>().Single(a => a.Name == endpoint.EndpointName));
+
+    private sealed record Resolved(string Text, bool Secret);
+
+    /// <summary>A value of the model as it reads inside the cluster; secret when any part of it is a secret parameter.</summary>
+    private static async Task<Resolved> ResolveAsync(object value, CancellationToken cancellationToken)
+    {
+        switch (value)
+        {
+            case string text:
+                return new(text, false);
+            case ParameterResource parameter:
+                var placeholder = "REPLACE_WITH_" + Regex.Replace((parameter.Description ?? parameter.Name).ToUpperInvariant(), "[^A-Z0-9]+", "_");
+                return new(parameter.Secret ? placeholder : parameter.Default?.GetDefaultValue() ?? placeholder, parameter.Secret);
+            case ConnectionStringReference reference:
+                return await ResolveAsync(reference.Resource.ConnectionStringExpression, cancellationToken);
+            case IResourceWithConnectionString resource:
+                return await ResolveAsync(resource.ConnectionStringExpression, cancellationToken);
+            case EndpointReference endpoint:
+                return new($"{endpoint.EndpointAnnotation.UriScheme}://{ServiceName(endpoint)}:{Port(endpoint)}", false);
+            case EndpointReferenceExpression expression:
+                var ep = expression.Endpoint;
+                return new(expression.Property switch
+                {
+                    EndpointProperty.Host or EndpointProperty.IPV4Host => ServiceName(ep),
+                    EndpointProperty.Port or EndpointProperty.TargetPort => Port(ep).ToString(CultureInfo.InvariantCulture),
+                    EndpointProperty.HostAndPort => $"{ServiceName(ep)}:{Port(ep)}",
+                    EndpointProperty.Scheme => ep.EndpointAnnotation.UriScheme,
+                    EndpointProperty.TlsEnabled => "False",
+                    _ => $"{ep.EndpointAnnotation.UriScheme}://{ServiceName(ep)}:{Port(ep)}",
+                }, false);
+            case ReferenceExpression { IsConditional: true } conditional:
+                var condition = await ResolveAsync(conditional.Condition!, cancellationToken);
+                return await ResolveAsync(string.Equals(condition.Text, conditional.MatchValue, StringComparison.OrdinalIgnoreCase)
+                    ? conditional.WhenTrue! : conditional.WhenFalse!, cancellationToken);
+            case ReferenceExpression expression:
+                var parts = new object[expression.ValueProviders.Count];
+                var secret = false;
+                for (var i = 0; i < parts.Length; i++)
+                {
+                    var part = await ResolveAsync(expression.ValueProviders[i], cancellationToken);
+                    parts[i] = part.Text;
+                    secret |= part.Secret;
+                }
+                return new(string.Format(CultureInfo.InvariantCulture, expression.Format, parts), secret);
+            default:
+                throw new NotSupportedException($"{value.GetType().Name} has no Kubernetes form");
+        }
+    }
+}
