@@ -56,18 +56,11 @@ public static class BackingServiceExtensions
     public static bool AddPostgresIfConfigured<TContext>(this IHostApplicationBuilder builder, string connectionName, HealthStatus failureStatus)
         where TContext : DbContext
     {
-        if (builder.Configuration.GetConnectionString(connectionName) is { Length: > 0 } configured)
-        {
-            SetConnectionString(builder, connectionName, ToNpgsql(configured));
-        }
-        else if (builder.Configuration["DATABASE_URL"] is { Length: > 0 } url)
-        {
-            SetConnectionString(builder, connectionName, ToNpgsql(url));
-        }
-        else
+        if (builder.Configuration.NpgsqlConnectionString(connectionName) is not { } connectionString)
         {
             return false;
         }
+        SetConnectionString(builder, connectionName, connectionString);
         var exporting = builder.ExportsTelemetry();
         // The integration hands Npgsql the logger factory, and Npgsql logs every command at Information.
         builder.Logging.AddFilter("Npgsql", LogLevel.Warning);
@@ -98,6 +91,15 @@ public static class BackingServiceExtensions
         builder.Services.AddHealthChecks().AddNpgSql(sp => sp.GetRequiredService<NpgsqlDataSource>(), name: connectionName,
             failureStatus: failureStatus, tags: ["ready"], timeout: TimeSpan.FromSeconds(3));
         return true;
+    }
+
+    /// <summary>PostgreSQL's connection string as Npgsql takes it, from <c>ConnectionStrings__{name}</c> or <c>DATABASE_URL</c>; null when neither is set.</summary>
+    public static string? NpgsqlConnectionString(this IConfiguration configuration, string connectionName)
+    {
+        var raw = configuration.GetConnectionString(connectionName) is { Length: > 0 } cs ? cs
+            : configuration["DATABASE_URL"] is { Length: > 0 } url ? url
+            : null;
+        return raw is null ? null : ToNpgsql(raw);
     }
 
     private static void SetConnectionString(IHostApplicationBuilder builder, string connectionName, string value) =>
