@@ -39,7 +39,7 @@ public sealed class FailoverTests(ITestOutputHelper output) : RedisStackTests
         Assert.True(reserved > ActualMicros, $"the reservation ({reserved}) covers the worst case");
 
         var multiplexer = gateway.Services.GetRequiredService<IConnectionMultiplexer>();
-        var lost = Event(h => multiplexer.ConnectionFailed += h);
+        var lost = ConnectionEvent(h => multiplexer.ConnectionFailed += h);
         await Redis.StopAsync();
         await lost.WaitAsync(TimeSpan.FromSeconds(20));
         Simulator.State.Release(gate);
@@ -47,7 +47,7 @@ public sealed class FailoverTests(ITestOutputHelper output) : RedisStackTests
 
         var retries = gateway.Services.GetRequiredService<SettlementRetries>();
         await EventuallyAsync(() => retries.Pending == 1, "the settlement waits for Redis");
-        var restored = Event(h => multiplexer.ConnectionRestored += h);
+        var restored = ConnectionEvent(h => multiplexer.ConnectionRestored += h);
         await Redis.StartAgainAsync();
         await restored.WaitAsync(TimeSpan.FromSeconds(30));
         await retries.EmptyAsync().WaitAsync(TimeSpan.FromSeconds(30));
@@ -72,7 +72,7 @@ public sealed class FailoverTests(ITestOutputHelper output) : RedisStackTests
         await EventuallyAsync(async () => await SpentAsync(device) == ActualMicros, "the first request is settled in Redis");
 
         var multiplexer = gateway.Services.GetRequiredService<IConnectionMultiplexer>();
-        var lost = Event(h => multiplexer.ConnectionFailed += h);
+        var lost = ConnectionEvent(h => multiplexer.ConnectionFailed += h);
         await Redis.StopAsync();
         await lost.WaitAsync(TimeSpan.FromSeconds(20));
         var gate = "memory-" + Guid.NewGuid().ToString("N");
@@ -80,7 +80,7 @@ public sealed class FailoverTests(ITestOutputHelper output) : RedisStackTests
             HttpCompletionOption.ResponseHeadersRead).WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(HttpStatusCode.OK, held.StatusCode);
 
-        var restored = Event(h => multiplexer.ConnectionRestored += h);
+        var restored = ConnectionEvent(h => multiplexer.ConnectionRestored += h);
         await Redis.StartAgainAsync();
         await restored.WaitAsync(TimeSpan.FromSeconds(30));
         Simulator.State.Release(gate);
@@ -136,8 +136,8 @@ public sealed class FailoverTests(ITestOutputHelper output) : RedisStackTests
             await EventuallyAsync(async () => await SpentAsync(device) == admitted * ActualMicros, "settled in Redis");
         }
 
-        var lostA = Event(h => a.Services.GetRequiredService<IConnectionMultiplexer>().ConnectionFailed += h);
-        var lostB = Event(h => b.Services.GetRequiredService<IConnectionMultiplexer>().ConnectionFailed += h);
+        var lostA = ConnectionEvent(h => a.Services.GetRequiredService<IConnectionMultiplexer>().ConnectionFailed += h);
+        var lostB = ConnectionEvent(h => b.Services.GetRequiredService<IConnectionMultiplexer>().ConnectionFailed += h);
         await Redis.KillAsync();
         await Task.WhenAll(lostA, lostB).WaitAsync(TimeSpan.FromSeconds(20));
         for (var i = 0; i < 40; i++)
@@ -176,18 +176,5 @@ public sealed class FailoverTests(ITestOutputHelper output) : RedisStackTests
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), "timed out waiting until " + what);
             await Task.Delay(20);
         }
-    }
-
-    private static Task Event(Action<EventHandler<ConnectionFailedEventArgs>> subscribe)
-    {
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        subscribe((_, e) =>
-        {
-            if (e.ConnectionType == ConnectionType.Interactive)
-            {
-                done.TrySetResult();
-            }
-        });
-        return done.Task;
     }
 }

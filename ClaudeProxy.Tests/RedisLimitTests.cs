@@ -177,7 +177,7 @@ public sealed class RedisLimitTests : RedisStackTests
         Assert.Equal(1, await CountAsync(device));
 
         var multiplexer = (IConnectionMultiplexer)gateway.Services.GetService(typeof(IConnectionMultiplexer))!;
-        var lost = Event(h => multiplexer.ConnectionFailed += h);
+        var lost = ConnectionEvent(h => multiplexer.ConnectionFailed += h);
         await Redis.KillAsync();
         await lost.WaitAsync(TimeSpan.FromSeconds(20));
 
@@ -195,7 +195,7 @@ public sealed class RedisLimitTests : RedisStackTests
         Assert.Single(gateway.Logs.Lines, l => l.Contains("Redis is unavailable") && l.Contains("in this process"));
         Assert.True(metrics.Sum("claudeproxy.redis.fallbacks") >= 3);
 
-        var restored = Event(h => multiplexer.ConnectionRestored += h);
+        var restored = ConnectionEvent(h => multiplexer.ConnectionRestored += h);
         await Redis.StartAgainAsync();
         await restored.WaitAsync(TimeSpan.FromSeconds(30));
         using (var after = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))
@@ -220,7 +220,7 @@ public sealed class RedisLimitTests : RedisStackTests
             Assert.Equal(HttpStatusCode.OK, before.StatusCode);
         }
 
-        var lost = Event(h => multiplexer.ConnectionFailed += h);
+        var lost = ConnectionEvent(h => multiplexer.ConnectionFailed += h);
         await Redis.KillAsync();
         await lost.WaitAsync(TimeSpan.FromSeconds(20));
         var marker = Guid.NewGuid().ToString("N");
@@ -234,7 +234,7 @@ public sealed class RedisLimitTests : RedisStackTests
             Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
         }
 
-        var restored = Event(h => multiplexer.ConnectionRestored += h);
+        var restored = ConnectionEvent(h => multiplexer.ConnectionRestored += h);
         await Redis.StartAgainAsync();
         await restored.WaitAsync(TimeSpan.FromSeconds(30));
         using var after = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token));
@@ -245,18 +245,5 @@ public sealed class RedisLimitTests : RedisStackTests
     {
         await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         return await redis.GetDatabase().SortedSetLengthAsync("cp:{" + device + "}:rl");
-    }
-
-    private static Task Event(Action<EventHandler<ConnectionFailedEventArgs>> subscribe)
-    {
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        subscribe((_, e) =>
-        {
-            if (e.ConnectionType == ConnectionType.Interactive)
-            {
-                done.TrySetResult();
-            }
-        });
-        return done.Task;
     }
 }

@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Builder;
+using StackExchange.Redis;
 
 namespace ClaudeProxy.Tests.Infrastructure;
 
@@ -39,5 +40,19 @@ public abstract class RedisStackTests : IAsyncLifetime
         var gateway = await GatewayHost.StartAsync(settings, build);
         _gateways.Add(gateway);
         return gateway;
+    }
+
+    /// <summary>Completes when the event <paramref name="subscribe"/> hooks fires for the interactive connection (not the pub/sub one).</summary>
+    protected static Task ConnectionEvent(Action<EventHandler<ConnectionFailedEventArgs>> subscribe)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        subscribe((_, e) =>
+        {
+            if (e.ConnectionType == ConnectionType.Interactive)
+            {
+                done.TrySetResult();
+            }
+        });
+        return done.Task;
     }
 }
