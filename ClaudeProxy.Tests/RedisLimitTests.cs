@@ -1,6 +1,9 @@
 using System.Net;
 using System.Text.Json;
+using ClaudeProxy.Gateway.Management;
+using ClaudeProxy.Gateway.Telemetry;
 using ClaudeProxy.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 using StackExchange.Redis;
 
 namespace ClaudeProxy.Tests;
@@ -204,6 +207,8 @@ public sealed class RedisLimitTests : RedisStackTests
         }
         // The restarted Redis is empty: the one admission it holds is the one made after it came back.
         Assert.Equal(1, await CountAsync(device));
+        // The instance heartbeat retries with backoff: /readyz is healthy once it has written to the restarted Redis.
+        await gateway.Services.GetRequiredService<BackgroundHealth>().WaitForAsync(GatewayInstances.Service, failing: false).WaitAsync(TimeSpan.FromSeconds(30));
         using var readyAgain = await gateway.Client.GetAsync("/readyz");
         using var again = JsonDocument.Parse(await readyAgain.Content.ReadAsStringAsync());
         Assert.Equal("Healthy", again.RootElement.GetProperty("status").GetString());
