@@ -7,46 +7,25 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace ClaudeProxy.Tests;
 
-public sealed class CircuitBreakerTests : IAsyncLifetime
+public sealed class CircuitBreakerTests : RedisStackTests
 {
     private const string OperatorKey = "operator-key-for-tests-0123456789";
-    private readonly string _master = TestSecrets.MasterKey();
-    private readonly string _secret = TestSecrets.JwtSecret();
-    private RedisServer _redis = null!;
-    private SimulatorHost _simulator = null!;
-    private readonly List<GatewayHost> _gateways = [];
-
-    public async Task InitializeAsync()
-    {
-        _redis = await RedisServer.StartAsync();
-        _simulator = await SimulatorHost.StartAsync(_master);
-    }
-
-    public async Task DisposeAsync()
-    {
-        foreach (var gateway in _gateways)
-        {
-            await gateway.DisposeAsync();
-        }
-        await _simulator.DisposeAsync();
-        await _redis.DisposeAsync();
-    }
-
     private static readonly TimeSpan StateTimeout = TimeSpan.FromSeconds(30);
 
     private async Task<(GatewayHost Gateway, FakeTimeProvider Clock)> GatewayAsync(Action<Dictionary<string, string?>>? configure = null)
     {
-        var settings = GatewayHost.DefaultSettings(_simulator.BaseUrl, _master, _secret);
-        settings["REDIS_URL"] = _redis.Url;
-        settings["ADMIN_API_KEY"] = OperatorKey;
-        settings["BREAKER_MINIMUM_THROUGHPUT"] = "4";
-        settings["BREAKER_FAILURE_RATIO"] = "0.5";
-        settings["BREAKER_SAMPLING_SECONDS"] = "60";
-        settings["BREAKER_BREAK_SECONDS"] = "30";
-        configure?.Invoke(settings);
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        var gateway = await GatewayHost.StartAsync(settings, b => b.Services.AddKeyedSingleton<TimeProvider>(UpstreamCircuitBreaker.TimeProviderKey, clock));
-        _gateways.Add(gateway);
+        var gateway = await StartGatewayAsync(
+            s =>
+            {
+                s["ADMIN_API_KEY"] = OperatorKey;
+                s["BREAKER_MINIMUM_THROUGHPUT"] = "4";
+                s["BREAKER_FAILURE_RATIO"] = "0.5";
+                s["BREAKER_SAMPLING_SECONDS"] = "60";
+                s["BREAKER_BREAK_SECONDS"] = "30";
+                configure?.Invoke(s);
+            },
+            b => b.Services.AddKeyedSingleton<TimeProvider>(UpstreamCircuitBreaker.TimeProviderKey, clock));
         return (gateway, clock);
     }
 
@@ -85,7 +64,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
     {
         using var metrics = new MetricCapture();
         var (gateway, clock) = await GatewayAsync();
-        var token = TokenForge.Make(_secret, deviceId: TestSecrets.DeviceId());
+        var token = TokenForge.Make(JwtSecret, deviceId: TestSecrets.DeviceId());
 
         // 4xx answers do not count.
         for (var i = 0; i < 4; i++)
@@ -100,14 +79,14 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
         Assert.Equal("open", await opened.WaitAsync(StateTimeout));
         Assert.Equal("open", await StateAsync(gateway, token));
 
-        var before = _simulator.State.ReceivedCount;
+        var before = Simulator.State.ReceivedCount;
         using (var fast = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))
         {
             var (_, message) = await Http.AssertErrorAsync(fast, 529, "overloaded_error");
             Assert.Contains("circuit breaker", message);
             Assert.InRange(int.Parse(fast.Headers.GetValues("retry-after").Single()), 1, 30);
         }
-        Assert.Equal(before, _simulator.State.ReceivedCount);
+        Assert.Equal(before, Simulator.State.ReceivedCount);
 
         clock.Advance(TimeSpan.FromSeconds(31));
         var halfOpen = NextState(gateway);
@@ -117,7 +96,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
         }
         Assert.Equal("half-open", await halfOpen.WaitAsync(StateTimeout));
         Assert.Equal("closed", await StateAsync(gateway, token));
-        Assert.Equal(before + 1, _simulator.State.ReceivedCount);
+        Assert.Equal(before + 1, Simulator.State.ReceivedCount);
 
         Assert.True(metrics.Sum("claudeproxy.circuit_breaker.transitions", "state", "open") >= 1);
         Assert.True(metrics.Sum("claudeproxy.circuit_breaker.transitions", "state", "closed") >= 1);
@@ -130,7 +109,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
     {
         var (a, _) = await GatewayAsync();
         var (b, _) = await GatewayAsync();
-        var token = TokenForge.Make(_secret, deviceId: TestSecrets.DeviceId());
+        var token = TokenForge.Make(JwtSecret, deviceId: TestSecrets.DeviceId());
         await OpenAsync(b, token);
         Assert.Equal("open", await StateAsync(b, token));
 
@@ -164,7 +143,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
         // Nothing listens on this port: every attempt is refused before any byte is sent.
         var closed = new Uri($"http://127.0.0.1:{RedisServer.FreePort()}");
         var (gateway, _) = await GatewayAsync(s => s["ANTHROPIC_BASE_URL"] = closed.ToString());
-        var token = TokenForge.Make(_secret, deviceId: TestSecrets.DeviceId());
+        var token = TokenForge.Make(JwtSecret, deviceId: TestSecrets.DeviceId());
         var opened = NextState(gateway);
         for (var i = 0; i < 4; i++)
         {
@@ -181,7 +160,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
     public async Task An_upstream_silent_for_UPSTREAM_TIMEOUT_SECONDS_gets_504_timeout_error()
     {
         var (gateway, clock) = await GatewayAsync(s => s["UPSTREAM_TIMEOUT_SECONDS"] = "20");
-        var token = TokenForge.Make(_secret, deviceId: TestSecrets.DeviceId());
+        var token = TokenForge.Make(JwtSecret, deviceId: TestSecrets.DeviceId());
         var tag = Guid.NewGuid().ToString("N");
         var pending = gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token, headers: [("x-sim-hang", "1"), ("x-request-id", tag)]));
         var held = await ReceivedAsync(tag);
@@ -206,7 +185,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
     public async Task Timeouts_count_as_failures_and_open_the_breaker()
     {
         var (gateway, clock) = await GatewayAsync(s => s["UPSTREAM_TIMEOUT_SECONDS"] = "10");
-        var token = TokenForge.Make(_secret, deviceId: TestSecrets.DeviceId());
+        var token = TokenForge.Make(JwtSecret, deviceId: TestSecrets.DeviceId());
         var tags = Enumerable.Range(0, 4).Select(_ => Guid.NewGuid().ToString("N")).ToList();
         var pending = tags.Select(tag => gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token,
             headers: [("x-sim-hang", "1"), ("x-request-id", tag)]))).ToList();
@@ -225,17 +204,17 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
         }
         Assert.Equal("open", await opened.WaitAsync(StateTimeout));
 
-        var before = _simulator.State.ReceivedCount;
+        var before = Simulator.State.ReceivedCount;
         using var fast = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token));
         await Http.AssertErrorAsync(fast, 529, "overloaded_error");
-        Assert.Equal(before, _simulator.State.ReceivedCount);
+        Assert.Equal(before, Simulator.State.ReceivedCount);
     }
 
     [Fact]
     public async Task A_failed_half_open_probe_opens_the_breaker_again()
     {
         var (gateway, clock) = await GatewayAsync();
-        var token = TokenForge.Make(_secret, deviceId: TestSecrets.DeviceId());
+        var token = TokenForge.Make(JwtSecret, deviceId: TestSecrets.DeviceId());
         var opened = NextState(gateway);
         await OpenAsync(gateway, token);
         Assert.Equal("open", await opened.WaitAsync(StateTimeout));
@@ -250,13 +229,13 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
         Assert.Equal("open", await StateAsync(gateway, token));
 
         // Open for a whole new break: nothing reaches Anthropic until it is over.
-        var before = _simulator.State.ReceivedCount;
+        var before = Simulator.State.ReceivedCount;
         clock.Advance(TimeSpan.FromSeconds(29));
         using (var fast = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))
         {
             await Http.AssertErrorAsync(fast, 529, "overloaded_error");
         }
-        Assert.Equal(before, _simulator.State.ReceivedCount);
+        Assert.Equal(before, Simulator.State.ReceivedCount);
         clock.Advance(TimeSpan.FromSeconds(2));
         using (var second = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))
         {
@@ -293,7 +272,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
         var clock = System.Diagnostics.Stopwatch.StartNew();
         while (true)
         {
-            if (_simulator.State.Find("x-request-id", tag) is { } received)
+            if (Simulator.State.Find("x-request-id", tag) is { } received)
             {
                 return received;
             }

@@ -1,9 +1,5 @@
 using System.Net;
-using ClaudeProxy.Admin;
 using ClaudeProxy.Tests.Infrastructure;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Playwright;
 
 namespace ClaudeProxy.Tests;
@@ -11,47 +7,18 @@ namespace ClaudeProxy.Tests;
 /// <summary>Resetting a device's key from the admin app, in Debian's Chromium, against the real stack.</summary>
 public sealed class DeviceKeyAdminTests(StackFixture fx) : IClassFixture<StackFixture>, IAsyncLifetime
 {
-    private const string Password = "correct horse battery staple";
     private GatewayHost _gateway = null!;
     private string _db = "";
-    private WebApplication _admin = null!;
-    private string _adminUrl = "";
-    private IPlaywright _playwright = null!;
-    private IBrowser _browser = null!;
+    private AdminBrowser _admin = null!;
 
     public async Task InitializeAsync()
     {
         _db = await fx.Postgres.CreateDatabaseAsync();
-        _gateway = await fx.GatewayAsync(_db, s => s["ADMIN_API_KEY"] = ManagementApiTests.OperatorKey);
-        _admin = AdminApp.Build([], b =>
-        {
-            b.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-            {
-                ["ADMIN_API_KEY"] = ManagementApiTests.OperatorKey,
-                ["ADMIN_PASSWORD"] = Password,
-                ["services:gateway:management:0"] = _gateway.ManagementUrl.ToString().TrimEnd('/'),
-                ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "",
-            });
-            b.WebHost.UseUrls("http://127.0.0.1:0");
-        });
-        await _admin.StartAsync();
-        _adminUrl = _admin.Urls.First().TrimEnd('/');
-        _playwright = await Playwright.CreateAsync();
-        _browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-        {
-            ExecutablePath = "/usr/bin/chromium",
-            Headless = true,
-            Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        });
+        _gateway = await AdminBrowser.GatewayAsync(fx, _db);
+        _admin = await AdminBrowser.StartAsync(_gateway);
     }
 
-    public async Task DisposeAsync()
-    {
-        await _browser.DisposeAsync();
-        _playwright.Dispose();
-        await _admin.StopAsync();
-        await _admin.DisposeAsync();
-    }
+    public Task DisposeAsync() => _admin.DisposeAsync().AsTask();
 
     [Fact]
     public async Task An_operator_resets_a_device_key_after_confirming_and_the_device_enrols_a_new_one()
@@ -64,11 +31,7 @@ public sealed class DeviceKeyAdminTests(StackFixture fx) : IClassFixture<StackFi
             Assert.Equal(HttpStatusCode.OK, enrol.StatusCode);
         }
 
-        var page = await _browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1400, Height = 900 } });
-        await page.GotoAsync($"{_adminUrl}/devices/{device}");
-        await page.WaitForURLAsync("**/login**");
-        await page.FillAsync("input[name=password]", Password);
-        await page.ClickAsync("button[type=submit]");
+        var page = await _admin.SignedInPageAsync($"/devices/{device}");
         await page.WaitForURLAsync($"**/devices/{device}");
         await page.GetByTestId("device-key").WaitForAsync();
         await Assertions.Expect(page.GetByTestId("device-key")).ToContainTextAsync("p256");

@@ -10,46 +10,20 @@ using Xunit.Abstractions;
 namespace ClaudeProxy.Tests;
 
 /// <summary>Spend counters and the fail-open bound while a real redis-server goes away and comes back.</summary>
-public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
+public sealed class FailoverTests(ITestOutputHelper output) : RedisStackTests
 {
     // Sonnet: 10 input x $3/M + 64 output x $15/M. The reservation (estimated input, max_tokens 64) is a little more.
     private const long ActualMicros = 990;
     private static readonly (string, string)[] Usage = [("x-sim-input-tokens", "10"), ("x-sim-output-tokens", "64")];
-    private readonly string _master = TestSecrets.MasterKey();
-    private readonly string _secret = TestSecrets.JwtSecret();
-    private RedisServer _redis = null!;
-    private SimulatorHost _simulator = null!;
-    private readonly List<GatewayHost> _gateways = [];
-
-    public async Task InitializeAsync()
-    {
-        _redis = await RedisServer.StartAsync();
-        _simulator = await SimulatorHost.StartAsync(_master);
-    }
-
-    public async Task DisposeAsync()
-    {
-        foreach (var gateway in _gateways)
+    private Task<GatewayHost> GatewayAsync(Action<Dictionary<string, string?>>? configure = null) =>
+        StartGatewayAsync(s =>
         {
-            await gateway.DisposeAsync();
-        }
-        await _simulator.DisposeAsync();
-        await _redis.DisposeAsync();
-    }
-
-    private async Task<GatewayHost> GatewayAsync(Action<Dictionary<string, string?>>? configure = null)
-    {
-        var settings = GatewayHost.DefaultSettings(_simulator.BaseUrl, _master, _secret);
-        settings["REDIS_URL"] = _redis.Url;
-        settings["REDIS_FAILURE_MODE"] = "open";
-        configure?.Invoke(settings);
-        var gateway = await GatewayHost.StartAsync(settings);
-        _gateways.Add(gateway);
-        return gateway;
-    }
+            s["REDIS_FAILURE_MODE"] = "open";
+            configure?.Invoke(s);
+        });
 
     private string CappedToken(string device, decimal cap) =>
-        TokenForge.Make(_secret, deviceId: device, claims: new Dictionary<string, object> { ["spend_cap"] = cap, ["rate_limit"] = 1000 });
+        TokenForge.Make(JwtSecret, deviceId: device, claims: new Dictionary<string, object> { ["spend_cap"] = cap, ["rate_limit"] = 1000 });
 
     [Fact]
     public async Task A_settlement_redis_could_not_take_lands_exactly_once_redis_is_back()
@@ -65,16 +39,16 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.True(reserved > ActualMicros, $"the reservation ({reserved}) covers the worst case");
 
         var multiplexer = gateway.Services.GetRequiredService<IConnectionMultiplexer>();
-        var lost = Event(h => multiplexer.ConnectionFailed += h);
-        await _redis.StopAsync();
+        var lost = ConnectionEvent(h => multiplexer.ConnectionFailed += h);
+        await Redis.StopAsync();
         await lost.WaitAsync(TimeSpan.FromSeconds(20));
-        _simulator.State.Release(gate);
+        Simulator.State.Release(gate);
         await held.Content.ReadAsStringAsync().WaitAsync(TimeSpan.FromSeconds(30));
 
         var retries = gateway.Services.GetRequiredService<SettlementRetries>();
         await EventuallyAsync(() => retries.Pending == 1, "the settlement waits for Redis");
-        var restored = Event(h => multiplexer.ConnectionRestored += h);
-        await _redis.StartAgainAsync();
+        var restored = ConnectionEvent(h => multiplexer.ConnectionRestored += h);
+        await Redis.StartAgainAsync();
         await restored.WaitAsync(TimeSpan.FromSeconds(30));
         await retries.EmptyAsync().WaitAsync(TimeSpan.FromSeconds(30));
 
@@ -98,18 +72,18 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
         await EventuallyAsync(async () => await SpentAsync(device) == ActualMicros, "the first request is settled in Redis");
 
         var multiplexer = gateway.Services.GetRequiredService<IConnectionMultiplexer>();
-        var lost = Event(h => multiplexer.ConnectionFailed += h);
-        await _redis.StopAsync();
+        var lost = ConnectionEvent(h => multiplexer.ConnectionFailed += h);
+        await Redis.StopAsync();
         await lost.WaitAsync(TimeSpan.FromSeconds(20));
         var gate = "memory-" + Guid.NewGuid().ToString("N");
         using var held = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.StreamMessage, bearer: token, headers: [.. Usage, ("x-sim-hold", gate)]),
             HttpCompletionOption.ResponseHeadersRead).WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(HttpStatusCode.OK, held.StatusCode);
 
-        var restored = Event(h => multiplexer.ConnectionRestored += h);
-        await _redis.StartAgainAsync();
+        var restored = ConnectionEvent(h => multiplexer.ConnectionRestored += h);
+        await Redis.StartAgainAsync();
         await restored.WaitAsync(TimeSpan.FromSeconds(30));
-        _simulator.State.Release(gate);
+        Simulator.State.Release(gate);
         await held.Content.ReadAsStringAsync().WaitAsync(TimeSpan.FromSeconds(30));
 
         // Settled against the in-process reservation, never as a Redis reservation it never was; what it cost is
@@ -162,9 +136,9 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
             await EventuallyAsync(async () => await SpentAsync(device) == admitted * ActualMicros, "settled in Redis");
         }
 
-        var lostA = Event(h => a.Services.GetRequiredService<IConnectionMultiplexer>().ConnectionFailed += h);
-        var lostB = Event(h => b.Services.GetRequiredService<IConnectionMultiplexer>().ConnectionFailed += h);
-        await _redis.KillAsync();
+        var lostA = ConnectionEvent(h => a.Services.GetRequiredService<IConnectionMultiplexer>().ConnectionFailed += h);
+        var lostB = ConnectionEvent(h => b.Services.GetRequiredService<IConnectionMultiplexer>().ConnectionFailed += h);
+        await Redis.KillAsync();
         await Task.WhenAll(lostA, lostB).WaitAsync(TimeSpan.FromSeconds(20));
         for (var i = 0; i < 40; i++)
         {
@@ -185,7 +159,7 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
 
     private async Task<long> SpentAsync(string device)
     {
-        await using var redis = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString);
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         var period = SpendPeriods.Of(SpendPeriod.Month, DateTimeOffset.UtcNow).Id;
         var spent = await redis.GetDatabase().HashGetAsync(RedisAdmissionStore.SpendKey(device, period), "s");
         return spent.IsNull ? -1 : (long)spent;
@@ -202,18 +176,5 @@ public sealed class FailoverTests(ITestOutputHelper output) : IAsyncLifetime
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), "timed out waiting until " + what);
             await Task.Delay(20);
         }
-    }
-
-    private static Task Event(Action<EventHandler<ConnectionFailedEventArgs>> subscribe)
-    {
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        subscribe((_, e) =>
-        {
-            if (e.ConnectionType == ConnectionType.Interactive)
-            {
-                done.TrySetResult();
-            }
-        });
-        return done.Task;
     }
 }

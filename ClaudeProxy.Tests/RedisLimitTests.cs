@@ -1,45 +1,16 @@
 using System.Net;
 using System.Text.Json;
+using ClaudeProxy.Gateway.Management;
+using ClaudeProxy.Gateway.Telemetry;
 using ClaudeProxy.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 using StackExchange.Redis;
 
 namespace ClaudeProxy.Tests;
 
 /// <summary>Limits shared through a real redis-server by two gateway instances.</summary>
-public sealed class RedisLimitTests : IAsyncLifetime
+public sealed class RedisLimitTests : RedisStackTests
 {
-    private readonly string _master = TestSecrets.MasterKey();
-    private readonly string _secret = TestSecrets.JwtSecret();
-    private RedisServer _redis = null!;
-    private SimulatorHost _simulator = null!;
-    private readonly List<GatewayHost> _gateways = [];
-
-    public async Task InitializeAsync()
-    {
-        _redis = await RedisServer.StartAsync();
-        _simulator = await SimulatorHost.StartAsync(_master);
-    }
-
-    public async Task DisposeAsync()
-    {
-        foreach (var gateway in _gateways)
-        {
-            await gateway.DisposeAsync();
-        }
-        await _simulator.DisposeAsync();
-        await _redis.DisposeAsync();
-    }
-
-    private async Task<GatewayHost> GatewayAsync(Action<Dictionary<string, string?>>? configure = null)
-    {
-        var settings = GatewayHost.DefaultSettings(_simulator.BaseUrl, _master, _secret);
-        settings["REDIS_URL"] = _redis.Url;
-        configure?.Invoke(settings);
-        var gateway = await GatewayHost.StartAsync(settings);
-        _gateways.Add(gateway);
-        return gateway;
-    }
-
     private string Token(string device, int rateLimit, int? tokenLimit = null)
     {
         var claims = new Dictionary<string, object> { ["rate_limit"] = rateLimit };
@@ -47,7 +18,7 @@ public sealed class RedisLimitTests : IAsyncLifetime
         {
             claims["token_limit"] = t;
         }
-        return TokenForge.Make(_secret, deviceId: device, claims: claims);
+        return TokenForge.Make(JwtSecret, deviceId: device, claims: claims);
     }
 
     [Fact]
@@ -57,8 +28,8 @@ public sealed class RedisLimitTests : IAsyncLifetime
         // A window far longer than the burst takes, however slow the machine: the count under concurrency is what is
         // checked here, not the window sliding (the next test does that). 100 requests of one device at once on each
         // instance: the shared limit is under test, not the in-flight one.
-        var a = await GatewayAsync(s => (s["RATE_LIMIT_WINDOW"], s["MAX_CONCURRENT_REQUESTS_PER_DEVICE"]) = ("600000", "1000"));
-        var b = await GatewayAsync(s => (s["RATE_LIMIT_WINDOW"], s["MAX_CONCURRENT_REQUESTS_PER_DEVICE"]) = ("600000", "1000"));
+        var a = await StartGatewayAsync(s => (s["RATE_LIMIT_WINDOW"], s["MAX_CONCURRENT_REQUESTS_PER_DEVICE"]) = ("600000", "1000"));
+        var b = await StartGatewayAsync(s => (s["RATE_LIMIT_WINDOW"], s["MAX_CONCURRENT_REQUESTS_PER_DEVICE"]) = ("600000", "1000"));
         var token = Token(TestSecrets.DeviceId(), rateLimit: 50);
 
         var responses = await Task.WhenAll(Enumerable.Range(0, 200).Select(async i =>
@@ -75,8 +46,8 @@ public sealed class RedisLimitTests : IAsyncLifetime
     [Fact]
     public async Task A_limited_device_is_admitted_again_once_the_announced_reset_has_passed()
     {
-        var a = await GatewayAsync(s => s["RATE_LIMIT_WINDOW"] = "1000");
-        var b = await GatewayAsync(s => s["RATE_LIMIT_WINDOW"] = "1000");
+        var a = await StartGatewayAsync(s => s["RATE_LIMIT_WINDOW"] = "1000");
+        var b = await StartGatewayAsync(s => s["RATE_LIMIT_WINDOW"] = "1000");
         var token = Token(TestSecrets.DeviceId(), rateLimit: 2);
         using (var first = await a.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))
         {
@@ -104,8 +75,8 @@ public sealed class RedisLimitTests : IAsyncLifetime
     [Fact]
     public async Task The_rate_limit_claim_overrides_the_default_across_instances()
     {
-        var a = await GatewayAsync();
-        var b = await GatewayAsync();
+        var a = await StartGatewayAsync();
+        var b = await StartGatewayAsync();
         var token = Token(TestSecrets.DeviceId(), rateLimit: 3);
         foreach (var gateway in new[] { a, b, a })
         {
@@ -122,8 +93,8 @@ public sealed class RedisLimitTests : IAsyncLifetime
     [Fact]
     public async Task The_token_budget_is_fed_by_usage_and_a_claim_can_raise_it()
     {
-        var a = await GatewayAsync(s => s["TOKEN_LIMIT_PER_MINUTE"] = "100");
-        var b = await GatewayAsync(s => s["TOKEN_LIMIT_PER_MINUTE"] = "100");
+        var a = await StartGatewayAsync(s => s["TOKEN_LIMIT_PER_MINUTE"] = "100");
+        var b = await StartGatewayAsync(s => s["TOKEN_LIMIT_PER_MINUTE"] = "100");
         var usage = new[] { ("x-sim-input-tokens", "70"), ("x-sim-output-tokens", "40") };
         var token = Token(TestSecrets.DeviceId(), rateLimit: 100);
         using (var first = await a.Client.SendAsync(Http.Post("/v1/messages", Http.StreamMessage, bearer: token, headers: usage)))
@@ -148,8 +119,8 @@ public sealed class RedisLimitTests : IAsyncLifetime
     [Fact]
     public async Task Bootstrap_flood_from_one_address_is_limited()
     {
-        var a = await GatewayAsync(s => s["BOOTSTRAP_RATE_LIMIT"] = "5");
-        var b = await GatewayAsync(s => s["BOOTSTRAP_RATE_LIMIT"] = "5");
+        var a = await StartGatewayAsync(s => s["BOOTSTRAP_RATE_LIMIT"] = "5");
+        var b = await StartGatewayAsync(s => s["BOOTSTRAP_RATE_LIMIT"] = "5");
         var statuses = new List<int>();
         for (var i = 0; i < 8; i++)
         {
@@ -169,7 +140,7 @@ public sealed class RedisLimitTests : IAsyncLifetime
     [InlineData(false)]
     public async Task A_device_id_shaped_like_an_address_key_never_shares_that_address_limit(bool withRedis)
     {
-        var gateway = await GatewayAsync(s =>
+        var gateway = await StartGatewayAsync(s =>
         {
             s["BOOTSTRAP_RATE_LIMIT"] = "2";
             if (!withRedis)
@@ -199,7 +170,7 @@ public sealed class RedisLimitTests : IAsyncLifetime
     public async Task Open_mode_falls_back_in_process_reports_degraded_and_returns_to_redis()
     {
         using var metrics = new MetricCapture();
-        var gateway = await GatewayAsync(s => s["REDIS_FAILURE_MODE"] = "open");
+        var gateway = await StartGatewayAsync(s => s["REDIS_FAILURE_MODE"] = "open");
         var device = TestSecrets.DeviceId();
         var token = Token(device, rateLimit: 100);
         using (var before = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))
@@ -209,8 +180,8 @@ public sealed class RedisLimitTests : IAsyncLifetime
         Assert.Equal(1, await CountAsync(device));
 
         var multiplexer = (IConnectionMultiplexer)gateway.Services.GetService(typeof(IConnectionMultiplexer))!;
-        var lost = Event(h => multiplexer.ConnectionFailed += h);
-        await _redis.KillAsync();
+        var lost = ConnectionEvent(h => multiplexer.ConnectionFailed += h);
+        await Redis.KillAsync();
         await lost.WaitAsync(TimeSpan.FromSeconds(20));
 
         for (var i = 0; i < 3; i++)
@@ -227,8 +198,8 @@ public sealed class RedisLimitTests : IAsyncLifetime
         Assert.Single(gateway.Logs.Lines, l => l.Contains("Redis is unavailable") && l.Contains("in this process"));
         Assert.True(metrics.Sum("claudeproxy.redis.fallbacks") >= 3);
 
-        var restored = Event(h => multiplexer.ConnectionRestored += h);
-        await _redis.StartAgainAsync();
+        var restored = ConnectionEvent(h => multiplexer.ConnectionRestored += h);
+        await Redis.StartAgainAsync();
         await restored.WaitAsync(TimeSpan.FromSeconds(30));
         using (var after = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))
         {
@@ -236,6 +207,8 @@ public sealed class RedisLimitTests : IAsyncLifetime
         }
         // The restarted Redis is empty: the one admission it holds is the one made after it came back.
         Assert.Equal(1, await CountAsync(device));
+        // The instance heartbeat retries with backoff: /readyz is healthy once it has written to the restarted Redis.
+        await gateway.Services.GetRequiredService<BackgroundHealth>().WaitForAsync(GatewayInstances.Service, failing: false).WaitAsync(TimeSpan.FromSeconds(30));
         using var readyAgain = await gateway.Client.GetAsync("/readyz");
         using var again = JsonDocument.Parse(await readyAgain.Content.ReadAsStringAsync());
         Assert.Equal("Healthy", again.RootElement.GetProperty("status").GetString());
@@ -244,7 +217,7 @@ public sealed class RedisLimitTests : IAsyncLifetime
     [Fact]
     public async Task Closed_mode_refuses_with_503_while_redis_is_down_and_recovers_by_itself()
     {
-        var gateway = await GatewayAsync(s => s["REDIS_FAILURE_MODE"] = "closed");
+        var gateway = await StartGatewayAsync(s => s["REDIS_FAILURE_MODE"] = "closed");
         var token = Token(TestSecrets.DeviceId(), rateLimit: 100);
         var multiplexer = (IConnectionMultiplexer)gateway.Services.GetService(typeof(IConnectionMultiplexer))!;
         using (var before = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))
@@ -252,22 +225,22 @@ public sealed class RedisLimitTests : IAsyncLifetime
             Assert.Equal(HttpStatusCode.OK, before.StatusCode);
         }
 
-        var lost = Event(h => multiplexer.ConnectionFailed += h);
-        await _redis.KillAsync();
+        var lost = ConnectionEvent(h => multiplexer.ConnectionFailed += h);
+        await Redis.KillAsync();
         await lost.WaitAsync(TimeSpan.FromSeconds(20));
         var marker = Guid.NewGuid().ToString("N");
         using (var during = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token, headers: ("x-test-marker", marker))))
         {
             await Http.AssertErrorAsync(during, 503, "api_error");
         }
-        Assert.Null(_simulator.State.Find("x-test-marker", marker));
+        Assert.Null(Simulator.State.Find("x-test-marker", marker));
         using (var ready = await gateway.Client.GetAsync("/readyz"))
         {
             Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
         }
 
-        var restored = Event(h => multiplexer.ConnectionRestored += h);
-        await _redis.StartAgainAsync();
+        var restored = ConnectionEvent(h => multiplexer.ConnectionRestored += h);
+        await Redis.StartAgainAsync();
         await restored.WaitAsync(TimeSpan.FromSeconds(30));
         using var after = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token));
         Assert.Equal(HttpStatusCode.OK, after.StatusCode);
@@ -275,20 +248,7 @@ public sealed class RedisLimitTests : IAsyncLifetime
 
     private async Task<long> CountAsync(string device)
     {
-        await using var redis = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString);
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString);
         return await redis.GetDatabase().SortedSetLengthAsync("cp:{" + device + "}:rl");
-    }
-
-    private static Task Event(Action<EventHandler<ConnectionFailedEventArgs>> subscribe)
-    {
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        subscribe((_, e) =>
-        {
-            if (e.ConnectionType == ConnectionType.Interactive)
-            {
-                done.TrySetResult();
-            }
-        });
-        return done.Task;
     }
 }

@@ -1,0 +1,93 @@
+using ClaudeProxy.Admin;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Playwright;
+
+namespace ClaudeProxy.Tests.Infrastructure;
+
+/// <summary>The admin app in this process, talking to a gateway with the operator key, and Debian's Chromium to drive it.</summary>
+public sealed class AdminBrowser : IAsyncDisposable
+{
+    public const string Password = "correct horse battery staple";
+    private static readonly string Screenshots = Path.Combine(AppContext.BaseDirectory, "screenshots");
+    private readonly WebApplication _admin;
+    private readonly IPlaywright _playwright;
+
+    private AdminBrowser(WebApplication admin, IPlaywright playwright, IBrowser browser)
+    {
+        _admin = admin;
+        _playwright = playwright;
+        Browser = browser;
+        Url = admin.Urls.First().TrimEnd('/');
+    }
+
+    public IBrowser Browser { get; }
+
+    /// <summary>The admin app's base address, without a trailing slash.</summary>
+    public string Url { get; }
+
+    /// <summary>A gateway whose management API accepts the operator key the admin app uses.</summary>
+    public static Task<GatewayHost> GatewayAsync(StackFixture fx, string database) =>
+        fx.GatewayAsync(database, s => s["ADMIN_API_KEY"] = ManagementApiTests.OperatorKey);
+
+    public static async Task<AdminBrowser> StartAsync(GatewayHost gateway)
+    {
+        var admin = AdminApp.Build([], b =>
+        {
+            b.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                ["ADMIN_API_KEY"] = ManagementApiTests.OperatorKey,
+                ["ADMIN_PASSWORD"] = Password,
+                ["services:gateway:management:0"] = gateway.ManagementUrl.ToString().TrimEnd('/'),
+                ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "",
+            });
+            b.WebHost.UseUrls("http://127.0.0.1:0");
+        });
+        await admin.StartAsync();
+        IPlaywright? playwright = null;
+        try
+        {
+            Directory.CreateDirectory(Screenshots);
+            playwright = await Playwright.CreateAsync();
+            var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+            {
+                ExecutablePath = "/usr/bin/chromium",
+                Headless = true,
+                Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            });
+            return new AdminBrowser(admin, playwright, browser);
+        }
+        catch
+        {
+            playwright?.Dispose();
+            await admin.StopAsync();
+            await admin.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Opens <paramref name="path"/>, signs in on the login page it is sent to, and returns once it is back past the login.</summary>
+    public async Task<IPage> SignedInPageAsync(string path = "/")
+    {
+        var page = await Browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1400, Height = 900 } });
+        await page.GotoAsync(Url + path);
+        await page.WaitForURLAsync("**/login**");
+        await page.FillAsync("input[name=password]", Password);
+        await page.ClickAsync("button[type=submit]");
+        await page.WaitForURLAsync(url => !url.Contains("/login", StringComparison.Ordinal));
+        return page;
+    }
+
+    /// <summary>Saves a full-page screenshot as screenshots/<paramref name="name"/>.png next to the test binaries.</summary>
+    public static Task<byte[]> ShotAsync(IPage page, string name) =>
+        page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(Screenshots, name + ".png"), FullPage = true });
+
+    public async ValueTask DisposeAsync()
+    {
+        await Browser.DisposeAsync();
+        _playwright.Dispose();
+        await _admin.StopAsync();
+        await _admin.DisposeAsync();
+    }
+}
