@@ -34,7 +34,16 @@ public sealed class DataFolderSecrets(string dataDirectory)
             value = RandomNumberGenerator.GetString("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", length);
             secrets[name] = value;
             Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
-            File.WriteAllText(Path, JsonSerializer.Serialize(secrets, Indented));
+            // Created readable by the owner only, never for a moment with the default mode.
+            var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows())
+            {
+                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            }
+            using (var file = new StreamWriter(Path, System.Text.Encoding.UTF8, options))
+            {
+                file.Write(JsonSerializer.Serialize(secrets, Indented));
+            }
             OwnerOnly(Path);
             Generated.Add(name);
             return value;

@@ -26,7 +26,7 @@ public sealed partial class BreakerResetBroadcast(UpstreamCircuitBreaker breaker
             {
                 await redis.GetSubscriber().PublishAsync(Channel, Environment.MachineName + ":" + Environment.ProcessId).WaitAsync(cancellationToken);
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (Limits.RedisFailures.Is(e))
             {
                 LogPublishFailed(logger, e.GetType().Name);
             }

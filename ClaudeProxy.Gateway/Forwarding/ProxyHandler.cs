@@ -315,7 +315,8 @@ public sealed partial class ProxyHandler(
 
     private static long Micros(decimal? usd) => usd is decimal d ? CeilMicros(d) : AdmissionRequest.NoCap;
 
-    private static long CeilMicros(decimal usd) => (long)Math.Ceiling(usd * MicrosPerDollar);
+    // Clamped: a hostile body's absurd worst case is refused by any cap, never an overflow.
+    private static long CeilMicros(decimal usd) => usd >= long.MaxValue / MicrosPerDollar ? long.MaxValue / 2 : (long)Math.Ceiling(usd * MicrosPerDollar);
 
     private static string? Header(HttpContext context, string name) => Header(context.Request.Headers, name);
 

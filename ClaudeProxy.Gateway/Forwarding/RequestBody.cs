@@ -339,7 +339,9 @@ public sealed class RequestBody : IDisposable
             reader.Skip();
             return ServerTool.None;
         }
-        Span<byte> decoded = stackalloc byte[64];
+        // An escape spells one byte in at most six, so any type of up to 64 bytes, however it is escaped, is decoded;
+        // a longer one is no server tool Anthropic knows.
+        Span<byte> decoded = stackalloc byte[64 * 6];
         scoped ReadOnlySpan<byte> type = reader.ValueSpan;
         if (reader.ValueIsEscaped)
         {

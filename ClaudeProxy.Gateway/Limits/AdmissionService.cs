@@ -249,7 +249,7 @@ public sealed partial class AdmissionService(
         }
         catch (Exception e) when (IsRedisFailure(e))
         {
-            if (e is RedisConnectionException { CommandStatus: CommandStatus.Sent } or RedisTimeoutException { Commandstatus: CommandStatus.Sent })
+            if (RedisFailures.MayHaveApplied(e))
             {
                 // Redis may have applied it before the connection broke: applying it twice would be as wrong as never.
                 limitMetrics.SettlementDropped("outcome_unknown");
@@ -302,7 +302,7 @@ public sealed partial class AdmissionService(
         }
     }
 
-    private static bool IsRedisFailure(Exception e) => e is RedisException or TimeoutException or ObjectDisposedException;
+    private static bool IsRedisFailure(Exception e) => RedisFailures.Is(e);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Redis is unavailable ({Reason}): {Consequence}")]
     private static partial void LogRedisDown(ILogger logger, string consequence, string reason);

@@ -57,39 +57,46 @@ public sealed class RateLimitedDevices(TimeProvider time)
 
     private void Remember(string deviceId, Entry entry)
     {
-        if (_until.ContainsKey(deviceId))
+        // Only TryAdd adds and only TryRemove removes, so the count stays exact whatever runs at the same time.
+        while (true)
         {
-            _until[deviceId] = entry;
-            return;
-        }
-        if (Volatile.Read(ref _count) >= MaxDevices)
-        {
-            // At most one sweep a second: a full map of live entries must not cost a sweep per refusal.
-            var now = time.GetUtcNow();
-            var last = Interlocked.Read(ref _lastSweepTicks);
-            if (now.UtcTicks - last >= TimeSpan.TicksPerSecond && Interlocked.CompareExchange(ref _lastSweepTicks, now.UtcTicks, last) == last)
+            if (_until.TryGetValue(deviceId, out var old))
             {
-                foreach (var (id, old) in _until)
+                if (_until.TryUpdate(deviceId, entry, old))
                 {
-                    if (old.Until <= now)
-                    {
-                        Forget(id);
-                    }
+                    return;
                 }
+                continue;
             }
-            if (Volatile.Read(ref _count) >= MaxDevices)
+            if (Volatile.Read(ref _count) >= MaxDevices && !Sweep())
             {
                 return;
             }
+            if (_until.TryAdd(deviceId, entry))
+            {
+                Interlocked.Increment(ref _count);
+                return;
+            }
         }
-        if (_until.TryAdd(deviceId, entry))
+    }
+
+    /// <summary>Drops expired entries, at most once a second; true when there is room afterwards.</summary>
+    private bool Sweep()
+    {
+        // A full map of live entries must not cost a sweep per refusal.
+        var now = time.GetUtcNow();
+        var last = Interlocked.Read(ref _lastSweepTicks);
+        if (now.UtcTicks - last >= TimeSpan.TicksPerSecond && Interlocked.CompareExchange(ref _lastSweepTicks, now.UtcTicks, last) == last)
         {
-            Interlocked.Increment(ref _count);
+            foreach (var (id, old) in _until)
+            {
+                if (old.Until <= now)
+                {
+                    Forget(id);
+                }
+            }
         }
-        else
-        {
-            _until[deviceId] = entry;
-        }
+        return Volatile.Read(ref _count) < MaxDevices;
     }
 
     private void Forget(string deviceId)

@@ -17,6 +17,7 @@ public sealed partial class SettlementRetries(
     TimeProvider time,
     ILogger<SettlementRetries> logger) : BackgroundService
 {
+    private int _fullWarned;
     private static readonly TimeSpan FirstDelay = TimeSpan.FromMilliseconds(50);
     private static readonly TimeSpan LongestDelay = TimeSpan.FromSeconds(2);
     // Tokens feed a one-minute budget: older than that they would count against a minute they were not used in.
@@ -50,9 +51,14 @@ public sealed partial class SettlementRetries(
             if (!_queue.Writer.TryWrite((settlement, time.GetUtcNow())))
             {
                 metrics.SettlementDropped("queue_full");
-                LogDropped(logger, "the retry queue is full");
+                if (Interlocked.Exchange(ref _fullWarned, 1) == 0)
+                {
+                    // Once per episode: while the queue is full every settlement would say the same.
+                    LogDropped(logger, "the retry queue is full; further drops are counted in claudeproxy.limits.settlements.dropped");
+                }
                 return;
             }
+            Volatile.Write(ref _fullWarned, 0);
             if (size.Increment() == 1)
             {
                 _empty = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -91,7 +97,14 @@ public sealed partial class SettlementRetries(
                             delay = FirstDelay;
                             continue;
                         }
-                        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+                        catch (Exception e) when (RedisFailures.MayHaveApplied(e))
+                        {
+                            // Redis may have applied it before the connection broke: applying it twice would be as wrong as never.
+                            Done();
+                            metrics.SettlementDropped("outcome_unknown");
+                            continue;
+                        }
+                        catch (Exception e) when (RedisFailures.Is(e))
                         {
                             // Still away: wait and try the same one again, so settlements land in the order they were made.
                         }

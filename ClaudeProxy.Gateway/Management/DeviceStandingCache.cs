@@ -88,7 +88,7 @@ public sealed partial class DeviceStandingCache(
         {
             return await store!.ReadStandingAsync(deviceId);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisFailures.Is(e))
         {
             return null;
         }
@@ -117,7 +117,7 @@ public sealed partial class DeviceStandingCache(
             {
                 await redis.GetSubscriber().PublishAsync(Channel, deviceId);
             }
-            catch (RedisException e)
+            catch (Exception e) when (RedisFailures.Is(e))
             {
                 LogUnavailable(logger, e.GetType().Name);
             }
@@ -158,6 +158,7 @@ public sealed partial class DeviceStandingCache(
                         await PublishAsync(deviceId);
                     }
                 }
+                // PublishAsync and ShareAsync never throw for Redis or Postgres being away: this loop outlives outages.
             }
         }
         catch (OperationCanceledException)
@@ -183,8 +184,8 @@ public sealed partial class DeviceStandingCache(
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         await _stopping.CancelAsync();
-        await _sharing;
-        await _subscribing;
+        await _sharing.WaitAsync(cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+        await _subscribing.WaitAsync(cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Device standing could not be refreshed ({Reason}); the last known standing is used")]

@@ -38,7 +38,7 @@ public sealed partial class GatewayInstances(UpstreamCircuitBreaker breaker, Tim
         {
             return await ReadAsync(redis);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (Limits.RedisFailures.Is(e))
         {
             return [Self()];
         }

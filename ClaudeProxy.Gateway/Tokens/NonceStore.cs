@@ -25,7 +25,7 @@ public sealed partial class NonceStore(LimitOptions limits, TimeProvider time, I
             {
                 return await redis.GetDatabase().StringSetAsync(key, "1", SignedRequest.NonceLifetime, When.NotExists).WaitAsync(cancellationToken);
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (Limits.RedisFailures.Is(e))
             {
                 if (Interlocked.Exchange(ref _warned, 1) == 0)
                 {

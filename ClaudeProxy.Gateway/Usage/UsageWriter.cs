@@ -762,7 +762,7 @@ internal static class UsageSql
         $"INSERT INTO usage_rollups AS r ({RollupColumns}) " +
         $"SELECT '{granularity}', date_trunc('{unit}', time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket, device_id, model, count(*), " +
         "count(*) FILTER (WHERE status >= 400), sum(input_tokens), sum(output_tokens), sum(cache_write_5m_tokens), sum(cache_write_1h_tokens), " +
-        "sum(cache_read_tokens), coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE cost_usd IS NULL AND model <> '') " +
+        "sum(cache_read_tokens), coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE (cost_usd IS NULL OR cost_estimated) AND model <> '') " +
         "FROM inserted GROUP BY bucket, device_id, model ORDER BY bucket, device_id, model " + RollupUpdate;
 
     // Only rows new to usage_events reach the rollups, so a replayed batch is never counted twice.
