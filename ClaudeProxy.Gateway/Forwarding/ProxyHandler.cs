@@ -264,7 +264,7 @@ public sealed partial class ProxyHandler(
     private async Task WriteBreakerOpenAsync(HttpContext context)
     {
         metrics.Rejected("circuit_open");
-        context.Response.Headers["retry-after"] = Seconds(breaker.RetryAfter);
+        context.Response.Headers["retry-after"] = Refusals.WholeSeconds(breaker.RetryAfter);
         await ApiErrors.WriteAsync(context, 529, "overloaded_error", "the Anthropic API is failing; the gateway's circuit breaker is open, retry later");
     }
 
@@ -311,7 +311,6 @@ public sealed partial class ProxyHandler(
         }
     }
 
-    private static string Seconds(TimeSpan span) => Math.Max(1, (int)Math.Ceiling(span.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
 
     private static long Micros(decimal? usd) => usd is decimal d ? CeilMicros(d) : AdmissionRequest.NoCap;
 
