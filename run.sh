@@ -4,7 +4,7 @@
 # simulator when ANTHROPIC_API_KEY is not set) and the admin app on http://localhost:3001 (proxy), :3002 (management
 # API) and :3003 (admin app), with Aspire's dashboard on http://localhost:18888 (the login link is printed).
 # Ctrl-C stops everything. Settings are the AppHost's: --Gateways N, --DataDir DIR.
-# "./run.sh publish" writes deploy/k8s and deploy/k8s/aspire-manifest.json from the application model instead.
+# "./run.sh publish" writes the Kubernetes base deploy/k8s/base (with aspire-manifest.json) from the application model instead.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/lib/install.sh
@@ -18,7 +18,7 @@ dotnet build ClaudeProxy.sln -c Release -nologo -v quiet
 apphost=ClaudeProxy.AppHost/bin/Release/net10.0/ClaudeProxy.AppHost
 if [ "${1:-}" = publish ]; then
   shift
-  exec "$apphost" --operation publish --step publish --output-path "$(pwd)/deploy/k8s" "$@"
+  exec "$apphost" --operation publish --step publish --output-path "$(pwd)/deploy/k8s/base" "$@"
 fi
 # What the AppHost's "http" launch profile sets (aspire run uses it); exec, so that Ctrl-C and SIGTERM reach the AppHost,
 # which has DCP stop every resource.

@@ -1,7 +1,7 @@
 using ClaudeProxy.AppHost.Kubernetes;
 using ClaudeProxy.AppHost.Local;
 
-// The whole system. `aspire run` (or ./run.sh) runs it locally with Aspire's dashboard; `aspire publish -o deploy/k8s`
+// The whole system. `aspire run` (or ./run.sh) runs it locally with Aspire's dashboard; `aspire publish -o deploy/k8s/base`
 // writes aspire-manifest.json and the Kubernetes base from the same model.
 var builder = DistributedApplication.CreateBuilder(args);
 var data = Path.GetFullPath(builder.Configuration["DataDir"] is { Length: > 0 } dir ? dir : Path.Combine(builder.AppHostDirectory, "..", ".run"));

@@ -8,14 +8,32 @@ using Aspire.Hosting.Pipelines;
 namespace ClaudeProxy.AppHost.Kubernetes;
 
 /// <summary>
-/// The "k8s" publishing step: writes the kustomize base (<c>aspire publish -o deploy/k8s</c>) beside the Aspire manifest,
-/// from the application model. The model gives the values (ports, replicas, images, which settings each project reads
-/// and whether they are secret, connection strings turned into Service names); the YAML shapes are the files in
-/// <c>Kubernetes/templates</c>, with <c>{{name}}</c> placeholders.
+/// The "k8s" publishing step: writes the kustomize base (<c>aspire publish -o deploy/k8s/base</c>) beside the Aspire
+/// manifest, from the application model. The model gives the values (ports, replicas, images, which settings each
+/// project reads and whether they are secret, connection strings turned into Service names); the YAML shapes are the
+/// files in <c>Kubernetes/templates</c>, with <c>{{name}}</c> placeholders. The overlays and components beside the base
+/// (<c>deploy/k8s/overlays</c>, <c>deploy/k8s/components</c>) are written by hand: they are each company's choices.
 /// </summary>
 public static partial class KubernetesPublishing
 {
     public const string Registry = "ghcr.io/example";
+
+    /// <summary>The hosts of the example: overlays replace them with the company's.</summary>
+    public const string PublicHost = "claudeproxy.example.com", InternalHost = "claudeproxy.internal.example.com", AdminHost = "claudeproxy-admin.internal.example.com";
+
+    /// <summary>What the public host serves: the Anthropic API, token renewal and a device's own usage; never /bootstrap or the management API.</summary>
+    public static readonly (string Path, string Type)[] PublicPaths =
+    [
+        ("/v1", "Prefix"), ("/refresh", "Exact"), ("/api/hello", "Exact"), ("/admin/usage", "Exact"), ("/admin/stats", "Exact"), ("/admin/circuit-breaker", "Exact"),
+    ];
+
+    /// <summary>
+    /// The gateway's longest upstream call (its UPSTREAM_TIMEOUT_SECONDS default) and what follows from it: a stopping
+    /// pod waits that long plus a margin for its streams, and the kubelet waits for that, the preStop pause and the
+    /// usage queue's flush.
+    /// </summary>
+    public const int UpstreamTimeoutSeconds = 600, ShutdownTimeoutSeconds = UpstreamTimeoutSeconds + 30, PreStopSeconds = 10,
+        GracePeriodSeconds = PreStopSeconds + ShutdownTimeoutSeconds + 30, IngressReadTimeoutSeconds = UpstreamTimeoutSeconds + 60;
 
     public static IDistributedApplicationBuilder AddKubernetesPublishing(this IDistributedApplicationBuilder builder)
     {
@@ -60,8 +78,14 @@ public sealed class KubernetesModel
     /// <summary>Settings every project's pod reads from the ConfigMap.</summary>
     public SortedDictionary<string, string> Config { get; } = new(StringComparer.Ordinal);
 
-    /// <summary>Settings (and passwords the containers need) kept in the Secret, as placeholders.</summary>
-    public SortedDictionary<string, string> Secrets { get; } = new(StringComparer.Ordinal);
+    /// <summary>The projects' secret settings (the Secret claudeproxy-secrets), with what they hold in the model.</summary>
+    public SortedDictionary<string, string> AppSecrets { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>The in-cluster databases' passwords (the Secret claudeproxy-databases).</summary>
+    public SortedDictionary<string, string> DatabaseSecrets { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Which secret settings each project reads.</summary>
+    public SortedDictionary<string, SortedSet<string>> ProjectSecrets { get; } = new(StringComparer.Ordinal);
 
     /// <summary>Flat values for the templates: <c>gateway.http.port</c>, <c>redis.image</c>, <c>database</c>...</summary>
     public Dictionary<string, string> Scalars { get; } = new(StringComparer.Ordinal);
@@ -71,11 +95,38 @@ public sealed class KubernetesModel
         var values = new Dictionary<string, string>(Scalars, StringComparer.Ordinal)
         {
             ["registry"] = KubernetesPublishing.Registry,
+            ["version"] = Version,
+            ["publicHost"] = KubernetesPublishing.PublicHost,
+            ["internalHost"] = KubernetesPublishing.InternalHost,
+            ["adminHost"] = KubernetesPublishing.AdminHost,
+            ["gateway.upstreamTimeoutSeconds"] = Invariant(KubernetesPublishing.UpstreamTimeoutSeconds),
+            ["gateway.shutdownTimeoutSeconds"] = Invariant(KubernetesPublishing.ShutdownTimeoutSeconds),
+            ["gateway.preStopSeconds"] = Invariant(KubernetesPublishing.PreStopSeconds),
+            ["gateway.gracePeriodSeconds"] = Invariant(KubernetesPublishing.GracePeriodSeconds),
+            ["ingress.readTimeoutSeconds"] = Invariant(KubernetesPublishing.IngressReadTimeoutSeconds),
+            ["ingress.publicPaths"] = string.Join('\n', KubernetesPublishing.PublicPaths.Select(p =>
+                $"          - path: {p.Path}\n            pathType: {p.Type}\n            backend: {{service: {{name: gateway, port: {{name: http}}}}}}")),
             ["config"] = string.Join('\n', Config.Select(c => $"  {c.Key}: {Quote(c.Value)}")),
-            ["secrets"] = string.Join('\n', Secrets.Select(c => $"  {c.Key}: {Quote(c.Value)}")),
+            ["secretKeys.app"] = string.Join('\n', AppSecrets.Keys.Select(k => "#   " + k)),
+            ["secretKeys.databases"] = string.Join('\n', DatabaseSecrets.Keys.Select(k => "#   " + k)),
         };
+        foreach (var (project, keys) in ProjectSecrets)
+        {
+            // One secretKeyRef per key, and each workload only the keys it reads.
+            values[$"{project}.secretEnv"] = string.Join('\n', keys.Select(k =>
+                $"            - name: {k}\n              valueFrom: {{secretKeyRef: {{name: {AppSecretName}, key: {k}}}}}"));
+        }
         return values;
     }
+
+    public const string AppSecretName = "claudeproxy-secrets", DatabaseSecretName = "claudeproxy-databases";
+
+    /// <summary>The image tag of this build: the version of the AppHost assembly (Directory.Build.props), never "latest".</summary>
+    public static string Version { get; } = typeof(KubernetesModel).Assembly
+        .GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+        .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().Single().InformationalVersion.Split('+')[0];
+
+    private static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
 
     private static string Quote(string value) => "\"" + value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal) + "\"";
 
@@ -129,7 +180,15 @@ public sealed class KubernetesModel
             if (Published(key, value))
             {
                 var resolved = await ResolveAsync(value, cancellationToken);
-                (resolved.Secret ? Secrets : Config)[key] = resolved.Text;
+                if (resolved.Secret)
+                {
+                    AppSecrets[key] = resolved.Text;
+                    (ProjectSecrets.TryGetValue(name, out var keys) ? keys : ProjectSecrets[name] = new(StringComparer.Ordinal)).Add(key);
+                }
+                else
+                {
+                    Config[key] = resolved.Text;
+                }
             }
         }
     }
@@ -160,7 +219,7 @@ public sealed class KubernetesModel
             var resolved = await ResolveAsync(value, cancellationToken);
             if (resolved.Secret)
             {
-                Secrets[key] = resolved.Text;
+                DatabaseSecrets[key] = resolved.Text;
             }
             else
             {

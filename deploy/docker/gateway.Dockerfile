@@ -1,8 +1,19 @@
-# Build from the repository root: docker build -f deploy/docker/gateway.Dockerfile .
-FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+# syntax=docker/dockerfile:1
+# Build from the repository root, for one or several platforms:
+#   docker buildx build --platform linux/amd64,linux/arm64 -f deploy/docker/gateway.Dockerfile -t REGISTRY/claudeproxy-gateway:VERSION .
+# The SDK stage runs on the build machine's own platform and cross-compiles (no emulation); only the runtime stage is
+# per target platform.
+FROM --platform=$BUILDPLATFORM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+ARG TARGETARCH
 WORKDIR /src
-COPY . .
-RUN dotnet publish ClaudeProxy.Gateway/ClaudeProxy.Gateway.csproj -c Release -o /app --no-self-contained
+# Restore from the project files alone: this layer is reused until a project file or a package version changes.
+COPY Directory.Build.props Directory.Packages.props .editorconfig ./
+COPY ClaudeProxy.ServiceDefaults/ClaudeProxy.ServiceDefaults.csproj ClaudeProxy.ServiceDefaults/
+COPY ClaudeProxy.Gateway/ClaudeProxy.Gateway.csproj ClaudeProxy.Gateway/
+RUN dotnet restore ClaudeProxy.Gateway/ClaudeProxy.Gateway.csproj -a $TARGETARCH
+COPY ClaudeProxy.ServiceDefaults/ ClaudeProxy.ServiceDefaults/
+COPY ClaudeProxy.Gateway/ ClaudeProxy.Gateway/
+RUN dotnet publish ClaudeProxy.Gateway/ClaudeProxy.Gateway.csproj -c Release -a $TARGETARCH --no-restore --no-self-contained -o /app
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0
 WORKDIR /app
