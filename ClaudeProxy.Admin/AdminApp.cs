@@ -23,6 +23,8 @@ public static class AdminApp
         configure?.Invoke(builder);
         var options = AdminOptions.Load(builder.Configuration);
         builder.Services.AddSingleton(options);
+        builder.AddKeyStorage(options);
+        builder.AddIngressSettings(options);
         if (builder.Configuration["PORT"] is { Length: > 0 } port && string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["ASPNETCORE_URLS"]))
         {
             builder.WebHost.UseUrls($"http://{builder.Configuration["HOST"] ?? "0.0.0.0"}:{port}");
@@ -52,6 +54,7 @@ public static class AdminApp
             .AddHttpMessageHandler<OperatorKeyHandler>();
 
         var app = builder.Build();
+        app.UseIngressSettings(options);
         app.UseExceptionHandler("/error", createScopeForErrors: true);
         app.UseAuthentication();
         app.UseAuthorization();
@@ -62,32 +65,5 @@ public static class AdminApp
         app.MapExportEndpoints();
         app.MapRazorComponents<App>().AddInteractiveServerRenderMode();
         return app;
-    }
-}
-
-public sealed class AdminConfigurationException(string message) : Exception(message);
-
-/// <summary>The admin app's settings.</summary>
-public sealed class AdminOptions
-{
-    public required string ManagementUrl { get; init; }
-    public required string OperatorKey { get; init; }
-    public required string Username { get; init; }
-    public required AdminPassword Password { get; init; }
-
-    public static AdminOptions Load(IConfiguration config)
-    {
-        var key = config["ADMIN_API_KEY"] is { Length: > 0 } k ? k : throw new AdminConfigurationException("ADMIN_API_KEY is required but not set.");
-        var password = config["ADMIN_PASSWORD_HASH"] is { Length: > 0 } hash ? AdminPassword.FromHash(hash)
-            : config["ADMIN_PASSWORD"] is { Length: > 0 } plain ? AdminPassword.FromPlain(plain)
-            : throw new AdminConfigurationException("ADMIN_PASSWORD_HASH (or ADMIN_PASSWORD for local use) is required but not set.");
-        return new AdminOptions
-        {
-            // Service discovery resolves the gateway's "management" endpoint from services__gateway__management__0.
-            ManagementUrl = config["GATEWAY_MANAGEMENT_URL"] is { Length: > 0 } url ? url : "http://_management.gateway",
-            OperatorKey = key,
-            Username = config["ADMIN_USERNAME"] is { Length: > 0 } u ? u : "admin",
-            Password = password,
-        };
     }
 }
