@@ -19,7 +19,7 @@ public sealed class TokenHelperTests(StackFixture fx) : IClassFixture<StackFixtu
     private Task<GatewayHost> GatewayAsync(string db) => fx.GatewayAsync(db, s => s["BOOTSTRAP_RATE_LIMIT"] = "100000");
 
     /// <summary>Runs the helper; <paramref name="argvLog"/>, when given, records the arguments of every curl and openssl it starts.</summary>
-    private async Task<Run> RunAsync(Uri gateway, string? deviceId = null, string? margin = null, string? argvLog = null, string timeout = "20")
+    private async Task<Run> RunAsync(Uri gateway, string? deviceId = null, string? margin = null, string? argvLog = null, string timeout = "20", Uri? bootstrap = null)
     {
         var start = new ProcessStartInfo("bash")
         {
@@ -36,6 +36,10 @@ public sealed class TokenHelperTests(StackFixture fx) : IClassFixture<StackFixtu
         start.Environment["CLAUDEPROXY_HOME"] = Home;
         start.Environment["CLAUDEPROXY_TIMEOUT"] = timeout;
         start.Environment["CLAUDEPROXY_CONNECT_TIMEOUT"] = "2";
+        if (bootstrap is not null)
+        {
+            start.Environment["CLAUDEPROXY_BOOTSTRAP_URL"] = bootstrap.ToString();
+        }
         if (deviceId is not null)
         {
             start.Environment["CLAUDEPROXY_DEVICE_ID"] = deviceId;
@@ -133,6 +137,29 @@ public sealed class TokenHelperTests(StackFixture fx) : IClassFixture<StackFixtu
         {
             Assert.DoesNotContain(secret, argv);
         }
+    }
+
+    [Fact]
+    public async Task The_helper_enrols_on_the_internal_bootstrap_host_and_refreshes_on_the_public_one()
+    {
+        // Behind the Kubernetes ingresses /bootstrap is served on an internal host only; /refresh on the public one.
+        var db = await fx.Postgres.CreateDatabaseAsync();
+        var gateway = await GatewayAsync(db);
+        var device = TestSecrets.DeviceId("hosts");
+        var log = Path.Combine(_root, "argv.log");
+        var publicUrl = new Uri($"http://localhost:{gateway.BaseUrl.Port}/");
+        var internalUrl = new Uri($"http://127.0.0.1:{gateway.BaseUrl.Port}/");
+        var first = OnlyToken(await RunAsync(publicUrl, device, argvLog: log, bootstrap: internalUrl));
+        var curls = File.ReadAllLines(log).Where(l => l.Contains("http://", StringComparison.Ordinal)).ToList();
+        Assert.Contains(curls, l => l.Contains($"{internalUrl.ToString().TrimEnd('/')}/bootstrap", StringComparison.Ordinal));
+        Assert.DoesNotContain(curls, l => l.Contains("localhost", StringComparison.Ordinal));
+
+        File.WriteAllText(log, "");
+        var refreshed = OnlyToken(await RunAsync(publicUrl, device, margin: "100000000", argvLog: log, bootstrap: internalUrl));
+        Assert.NotEqual(first, refreshed);
+        curls = [.. File.ReadAllLines(log).Where(l => l.Contains("http://", StringComparison.Ordinal))];
+        Assert.Contains(curls, l => l.Contains($"{publicUrl.ToString().TrimEnd('/')}/refresh", StringComparison.Ordinal));
+        Assert.DoesNotContain(curls, l => l.Contains("/bootstrap", StringComparison.Ordinal));
     }
 
     [Fact]
