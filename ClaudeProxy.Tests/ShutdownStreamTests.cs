@@ -105,6 +105,56 @@ public sealed class ShutdownStreamTests(StackFixture fx) : IClassFixture<StackFi
     }
 
     [Fact]
+    public async Task Usage_spooled_by_a_process_stopped_while_postgres_was_down_is_stored_once_by_the_next_process_on_the_same_folder()
+    {
+        // A pod rescheduled onto its persistent volume: the new process has a new spool id, and takes over the old files.
+        var db = await fx.Postgres.CreateDatabaseAsync();
+        var spool = Path.Combine(Path.GetTempPath(), "claudeproxy-test-respool-" + db);
+        var environment = Environment(db, spool, "30");
+        environment["USAGE_FLUSH_MS"] = "50";
+        var tags = Enumerable.Range(0, 20).Select(i => $"respool-{i}-{Guid.NewGuid():N}").ToArray();
+        await using (var first = await GatewayProcess.StartAsync(environment, "respool-first"))
+        {
+            // An enrolled device: its standing is in Redis, so admission does not need Postgres.
+            string token;
+            using (var enrolled = await first.Client.SendAsync(Http.Post("/bootstrap", $$"""{"device_id":"{{TestSecrets.DeviceId("respool")}}"}""")))
+            {
+                Assert.Equal(HttpStatusCode.OK, enrolled.StatusCode);
+                using var json = JsonDocument.Parse(await enrolled.Content.ReadAsStringAsync());
+                token = json.RootElement.GetProperty("wrapper_token").GetString()!;
+            }
+            await fx.Postgres.StopAsync();
+            try
+            {
+                foreach (var tag in tags)
+                {
+                    using var response = await first.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token, headers: ("x-request-id", tag)));
+                    Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                }
+                Assert.Equal(0, await first.StopAsync(TimeSpan.FromSeconds(60)));
+            }
+            finally
+            {
+                await fx.Postgres.StartAgainAsync();
+            }
+        }
+        Assert.NotEmpty(Directory.EnumerateFiles(spool, "usage-*.jsonl"));
+        Assert.Equal(0, await fx.ScalarAsync<long>(db, "SELECT count(*) FROM usage_events"));
+
+        await using var next = await GatewayProcess.StartAsync(environment, "respool-next");
+        var clock = Stopwatch.StartNew();
+        while (await fx.ScalarAsync<long>(db, "SELECT count(*) FROM usage_events") < tags.Length)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), "the spooled usage was not replayed by the next process");
+            await Task.Delay(200);
+        }
+        Assert.Equal(0, await next.StopAsync(TimeSpan.FromSeconds(60)));
+        Assert.Equal(tags.Length, await fx.ScalarAsync<long>(db, "SELECT count(DISTINCT correlation_id) FROM usage_events WHERE correlation_id = ANY(@tags)", ("tags", tags)));
+        Assert.Equal(tags.Length, await fx.ScalarAsync<long>(db, "SELECT count(*) FROM usage_events"));
+        Assert.Empty(Directory.EnumerateFiles(spool, "usage-*.jsonl"));
+    }
+
+    [Fact]
     public async Task Readyz_says_stopping_from_the_moment_the_application_stops_while_liveness_stays_up()
     {
         var db = await fx.Postgres.CreateDatabaseAsync();
