@@ -4,6 +4,7 @@ using ClaudeProxy.Gateway.Errors;
 using ClaudeProxy.Gateway.Forwarding;
 using ClaudeProxy.Gateway.Limits;
 using ClaudeProxy.Gateway.Management;
+using ClaudeProxy.Gateway.Telemetry;
 using ClaudeProxy.Gateway.Tokens;
 using ClaudeProxy.Gateway.Usage;
 
@@ -18,6 +19,7 @@ public static class GatewayApplication
         configure?.Invoke(builder);
         var options = builder.AddGatewayHosting();
         builder.AddServiceDefaults();
+        builder.AddPrometheusMetrics();
         var database = builder.AddData();
         builder.AddTokens();
         builder.AddLimits();
@@ -37,6 +39,7 @@ public static class GatewayApplication
             app.UseCors();
         }
         app.MapDefaultEndpoints();
+        app.MapPrometheusMetrics();
         app.MapBootstrapApi();
         app.MapCircuitBreakerApi();
         app.MapDeviceUsageApi();

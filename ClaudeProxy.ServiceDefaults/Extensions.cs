@@ -78,7 +78,8 @@ public static class ServiceDefaultsExtensions
     public static TBuilder AddDefaultHealthChecks<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
         builder.Services.AddHealthChecks()
-            .AddCheck("self", () => HealthCheckResult.Healthy(), [LivenessTag]);
+            .AddCheck("self", () => HealthCheckResult.Healthy(), [LivenessTag])
+            .AddCheck<StoppingHealthCheck>(StoppingHealthCheck.Name, tags: ["ready"]);
         return builder;
     }
 

@@ -13,6 +13,10 @@ public sealed class GatewayOptions
 
     /// <summary>Networks whose <c>X-Forwarded-For/Proto/Host</c> are believed (the ingress); empty: none are.</summary>
     public IReadOnlyList<System.Net.IPNetwork> TrustedProxies { get; init; } = [];
+    /// <summary>Networks whose clients may call <c>POST /bootstrap</c> (the client address after forwarded headers); empty: any.</summary>
+    public IReadOnlyList<System.Net.IPNetwork> BootstrapAllowedNetworks { get; init; } = [];
+    /// <summary>How long a stop (SIGTERM) lets requests in flight run on and the usage writer drain before both are cut.</summary>
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>The slowest a request body may arrive once its grace period is over; slower bodies are cut.</summary>
     public double MinRequestBodyBytesPerSecond { get; init; } = 4096;
     public TimeSpan MinRequestBodyGrace { get; init; } = TimeSpan.FromSeconds(5);
@@ -58,6 +62,8 @@ public sealed class GatewayOptions
         return new GatewayOptions
         {
             TrustedProxies = Networks(config, "TRUSTED_PROXIES"),
+            BootstrapAllowedNetworks = Networks(config, "BOOTSTRAP_ALLOWED_NETWORKS"),
+            ShutdownTimeout = TimeSpan.FromSeconds(Number(config, "SHUTDOWN_TIMEOUT_SECONDS", 30, 1, 86_400)),
             MinRequestBodyBytesPerSecond = Number(config, "MIN_REQUEST_BODY_RATE", 4096, 1, 1e9),
             MinRequestBodyGrace = TimeSpan.FromSeconds(Number(config, "MIN_REQUEST_BODY_GRACE_SECONDS", 5, 2, 300)),
             Host = config["HOST"] is { Length: > 0 } h ? h : "0.0.0.0",

@@ -12,6 +12,9 @@ public static class HostingExtensions
         var options = GatewayOptions.Load(builder.Configuration);
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(TimeProvider.System);
+        // The web server stops first and waits for requests in flight (a stream may run for minutes); the usage writer
+        // drains after it. Both share this one deadline, after which Kestrel cuts what is left and the writer spools.
+        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = options.ShutdownTimeout);
 
         builder.WebHost.ConfigureKestrel(kestrel =>
         {

@@ -38,6 +38,9 @@ public static class DataExtensions
         }
         builder.Services.AddSingleton<Migrator>();
         builder.Services.AddHostedService<MigrateOnStart>();
+        builder.Services.AddSingleton<SchemaHealthCheck>();
+        builder.Services.AddHealthChecks().Add(new HealthCheckRegistration(SchemaHealthCheck.Name,
+            sp => sp.GetRequiredService<SchemaHealthCheck>(), HealthStatus.Degraded, ["ready"], TimeSpan.FromSeconds(5)));
         builder.Services.AddSingleton<IDeviceDirectory, PostgresDeviceDirectory>();
         builder.Services.AddSingleton<ISpendHistory, PostgresSpendHistory>();
         builder.Services.AddSingleton<UsageSpool>();

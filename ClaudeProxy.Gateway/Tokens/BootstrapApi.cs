@@ -30,6 +30,13 @@ public static partial class BootstrapApi
     private static async Task Bootstrap(HttpContext context, IDeviceDirectory devices, TokenService tokens, GatewayOptions options,
         AdmissionService limits, LimitOptions limitOptions, NonceStore nonces, TimeProvider time)
     {
+        // Before the body and the per-address budget: a client outside the allowed networks costs nothing and leaves nothing.
+        // The address is the one forwarded headers gave, and only a trusted proxy's are believed.
+        if (options.BootstrapAllowedNetworks.Count > 0 && !NetworkList.Contains(options.BootstrapAllowedNetworks, context.Connection.RemoteIpAddress))
+        {
+            await ApiErrors.WriteAsync(context, 403, "permission_error", "bootstrap is not served to this network: enrol the device from a network the operator allows");
+            return;
+        }
         var ip = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
         if (!await WithinLimitAsync(context, limits, limitOptions, "addr:" + ip, "too many token requests from this address"))
         {
