@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using ClaudeProxy.Admin.Auth;
 
 namespace ClaudeProxy.Admin;
@@ -50,25 +49,6 @@ public sealed class AdminOptions
     };
 
     /// <summary>A comma list of CIDR networks or single addresses: "10.0.0.0/8, 192.168.1.7" (read as the gateway reads it).</summary>
-    internal static IReadOnlyList<IPNetwork> Networks(IConfiguration config, string name)
-    {
-        var networks = new List<IPNetwork>();
-        var raw = config[name];
-        foreach (var item in string.IsNullOrWhiteSpace(raw) ? [] : raw.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            if (IPNetwork.TryParse(item, out var network))
-            {
-                networks.Add(network);
-            }
-            else if (IPAddress.TryParse(item, out var address))
-            {
-                networks.Add(new IPNetwork(address, address.AddressFamily == AddressFamily.InterNetwork ? 32 : 128));
-            }
-            else
-            {
-                throw new AdminConfigurationException($"{name} must be a comma-separated list of networks such as 10.0.0.0/8 or addresses such as 10.1.2.3.");
-            }
-        }
-        return networks;
-    }
+    internal static IReadOnlyList<IPNetwork> Networks(IConfiguration config, string name) =>
+        NetworkList.Parse(config[name]) ?? throw new AdminConfigurationException(NetworkList.Malformed(name));
 }

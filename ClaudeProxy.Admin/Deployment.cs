@@ -1,5 +1,4 @@
 using Microsoft.AspNetCore.DataProtection;
-using Microsoft.AspNetCore.HttpOverrides;
 
 namespace ClaudeProxy.Admin;
 
@@ -30,19 +29,7 @@ public static class Deployment
     {
         if (options.TrustedProxies.Count > 0)
         {
-            builder.Services.Configure<ForwardedHeadersOptions>(forwarded =>
-            {
-                forwarded.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto | ForwardedHeaders.XForwardedHost;
-                // Only the configured networks are believed (not even loopback by default), walking the chain from the
-                // nearest hop back until the first address that is not one of them: that one is the client.
-                forwarded.KnownIPNetworks.Clear();
-                forwarded.KnownProxies.Clear();
-                foreach (var network in options.TrustedProxies)
-                {
-                    forwarded.KnownIPNetworks.Add(network);
-                }
-                forwarded.ForwardLimit = null;
-            });
+            builder.Services.BelieveForwardedHeadersFrom(options.TrustedProxies);
         }
         if (options.SecureCookies)
         {

@@ -3,6 +3,7 @@ using System.Text.Json;
 using ClaudeProxy.Gateway.Configuration;
 using ClaudeProxy.Tests.Infrastructure;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Hosting;
 
 namespace ClaudeProxy.Tests;
 

@@ -140,26 +140,8 @@ public sealed class GatewayOptions
     }
 
     /// <summary>A comma list of CIDR networks or single addresses: "10.0.0.0/8, 192.168.1.7".</summary>
-    internal static IReadOnlyList<System.Net.IPNetwork> Networks(IConfiguration config, string name)
-    {
-        var networks = new List<System.Net.IPNetwork>();
-        foreach (var item in List(config[name]))
-        {
-            if (System.Net.IPNetwork.TryParse(item, out var network))
-            {
-                networks.Add(network);
-            }
-            else if (System.Net.IPAddress.TryParse(item, out var address))
-            {
-                networks.Add(new System.Net.IPNetwork(address, address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128));
-            }
-            else
-            {
-                throw new GatewayConfigurationException($"{name} must be a comma-separated list of networks such as 10.0.0.0/8 or addresses such as 10.1.2.3.");
-            }
-        }
-        return networks;
-    }
+    internal static IReadOnlyList<System.Net.IPNetwork> Networks(IConfiguration config, string name) =>
+        NetworkList.Parse(config[name]) ?? throw new GatewayConfigurationException(NetworkList.Malformed(name));
 
     internal static IReadOnlyList<string> List(string? raw) =>
         string.IsNullOrWhiteSpace(raw) ? [] : raw.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
