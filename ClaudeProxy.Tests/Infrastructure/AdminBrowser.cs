@@ -29,7 +29,7 @@ public sealed class AdminBrowser : IAsyncDisposable
 
     /// <summary>A gateway whose management API accepts the operator key the admin app uses.</summary>
     public static Task<GatewayHost> GatewayAsync(StackFixture fx, string database) =>
-        fx.GatewayAsync(database, s => s["ADMIN_API_KEY"] = ManagementApiTests.OperatorKey);
+        fx.GatewayAsync(database, s => s["ADMIN_API_KEY"] = TestSecrets.OperatorKey);
 
     public static async Task<AdminBrowser> StartAsync(GatewayHost gateway)
     {
@@ -37,7 +37,7 @@ public sealed class AdminBrowser : IAsyncDisposable
         {
             b.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
             {
-                ["ADMIN_API_KEY"] = ManagementApiTests.OperatorKey,
+                ["ADMIN_API_KEY"] = TestSecrets.OperatorKey,
                 ["ADMIN_PASSWORD"] = Password,
                 ["services:gateway:management:0"] = gateway.ManagementUrl.ToString().TrimEnd('/'),
                 ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "",

@@ -55,4 +55,19 @@ public static class Http
         Assert.Equal(requestId, response.Headers.GetValues("request-id").Single());
         return (type, error.GetProperty("message").GetString()!);
     }
+
+    /// <summary>The next server-sent event of a stream, its lines joined with newlines; empty at the end.</summary>
+    public static async Task<string> ReadEventAsync(StreamReader reader)
+    {
+        var builder = new StringBuilder();
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            if (line.Length == 0 && builder.Length > 0)
+            {
+                return builder.ToString();
+            }
+            builder.Append(line).Append('\n');
+        }
+        return builder.ToString();
+    }
 }

@@ -4,6 +4,9 @@ namespace ClaudeProxy.Tests.Infrastructure;
 
 public static class TestSecrets
 {
+    /// <summary>The management API's operator key (ADMIN_API_KEY) in tests.</summary>
+    public const string OperatorKey = "operator-key-0123456789-abcdefghij";
+
     public static string MasterKey() => "sk-ant-master-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(16));
 
     public static string JwtSecret() => "jwt-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(24));

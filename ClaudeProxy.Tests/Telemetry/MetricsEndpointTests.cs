@@ -1,0 +1,93 @@
+using System.Globalization;
+using System.Net;
+using ClaudeProxy.Tests.Infrastructure;
+
+namespace ClaudeProxy.Tests.Telemetry;
+
+public sealed class MetricsFixture : ProxyFixture
+{
+    public string OperatorKey { get; } = "operator-key-" + Guid.NewGuid().ToString("N");
+
+    protected override void Configure(Dictionary<string, string?> settings) => settings["ADMIN_API_KEY"] = OperatorKey;
+}
+
+/// <summary>
+/// <c>/metrics</c> on the management port: what Prometheus scrapes and a HorizontalPodAutoscaler scales on
+/// (ASP.NET Core's requests in flight), never on the proxy port, and never a secret.
+/// </summary>
+public sealed class MetricsEndpointTests(MetricsFixture fx) : IClassFixture<MetricsFixture>
+{
+    private async Task<string> ScrapeAsync()
+    {
+        using var client = new HttpClient { BaseAddress = fx.Gateway.ManagementUrl, Timeout = TimeSpan.FromSeconds(15) };
+        using var response = await client.GetAsync("/metrics");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.StartsWith("text/plain", response.Content.Headers.ContentType?.ToString());
+        return await response.Content.ReadAsStringAsync();
+    }
+
+    /// <summary>The samples of the metric named <paramref name="name"/> (labels ignored).</summary>
+    private static List<double> Samples(string text, string name) =>
+        [.. text.Split('\n')
+            .Where(l => l.StartsWith(name + "{", StringComparison.Ordinal) || l.StartsWith(name + " ", StringComparison.Ordinal))
+            .Select(l => l[(l.LastIndexOf('}') is var end and >= 0 ? end + 1 : name.Length)..].Trim().Split(' ')[0])
+            .Select(v => double.Parse(v, CultureInfo.InvariantCulture))];
+
+    [Fact]
+    public async Task After_a_proxied_request_the_management_port_exports_requests_in_flight_and_the_gateways_own_metrics()
+    {
+        var token = TokenForge.Make(fx.JwtSecret, deviceId: TestSecrets.DeviceId("metrics"));
+        using (var answer = await fx.Gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token, headers: ("x-sim-output-tokens", "7"))))
+        {
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+        }
+
+        // A stream held open upstream is a request in flight: the number the autoscaler reads counts it.
+        var gate = "metrics-" + Guid.NewGuid().ToString("N");
+        using var held = await fx.Gateway.Client.SendAsync(Http.Post("/v1/messages", Http.StreamMessage, bearer: token, headers: ("x-sim-hold", gate)),
+            HttpCompletionOption.ResponseHeadersRead).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(HttpStatusCode.OK, held.StatusCode);
+        string text;
+        try
+        {
+            text = await ScrapeAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        finally
+        {
+            fx.Simulator.State.Release(gate);
+        }
+        await held.Content.ReadAsStringAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+        // The held stream and the scrape itself.
+        Assert.True(Samples(text, "http_server_active_requests").Sum() >= 2, text);
+        Assert.True(Samples(text, "claudeproxy_requests_admitted_total").Sum() >= 2, text);
+        Assert.Contains("# TYPE http_server_active_requests gauge", text);
+        Assert.Contains("# TYPE claudeproxy_requests_admitted_total counter", text);
+        Assert.Contains("gen_ai_client_token_usage", text);
+        Assert.Contains("http_server_request_duration_seconds_bucket", text);
+    }
+
+    [Fact]
+    public async Task The_proxy_port_does_not_serve_metrics()
+    {
+        using var response = await fx.Gateway.Client.GetAsync("/metrics");
+        await Http.AssertErrorAsync(response, 404, "not_found_error");
+        using var nested = await fx.Gateway.Client.GetAsync("/metrics/anything");
+        await Http.AssertErrorAsync(nested, 404, "not_found_error");
+    }
+
+    [Fact]
+    public async Task The_export_holds_no_secret()
+    {
+        var token = TokenForge.Make(fx.JwtSecret, deviceId: TestSecrets.DeviceId("metrics"));
+        using (var answer = await fx.Gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))
+        {
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+        }
+        var text = await ScrapeAsync();
+        Assert.DoesNotContain(fx.MasterKey, text);
+        Assert.DoesNotContain(fx.JwtSecret, text);
+        Assert.DoesNotContain(fx.OperatorKey, text);
+        Assert.DoesNotContain(token, text);
+    }
+}
