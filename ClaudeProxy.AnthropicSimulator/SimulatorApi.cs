@@ -10,8 +10,8 @@ using Microsoft.Extensions.DependencyInjection;
 namespace ClaudeProxy.AnthropicSimulator;
 
 /// <summary>
-/// The Anthropic API routes, with behaviour chosen per request by <c>x-sim-*</c> headers (see README of the
-/// simulator): status, delays, hangs, resets, mid-stream errors, split writes, gzip, usage numbers.
+/// The Anthropic API routes, with behaviour chosen per request by <c>x-sim-*</c> headers (README.md, "The
+/// simulator"): status, delays, hangs, resets, mid-stream errors, split writes, gzip, usage numbers.
 /// </summary>
 public static class SimulatorApi
 {

@@ -41,7 +41,7 @@ public static class GatewayApplication
         app.MapDefaultEndpoints();
         app.MapPrometheusMetrics();
         app.MapBootstrapApi();
-        app.MapCircuitBreakerApi();
+        app.MapDeviceBreakerApi();
         app.MapDeviceUsageApi();
         app.MapManagementApi(database);
         app.MapAnthropicApi();

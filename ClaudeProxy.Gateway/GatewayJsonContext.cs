@@ -4,6 +4,6 @@ using ClaudeProxy.Gateway.Tokens;
 namespace ClaudeProxy.Gateway;
 
 [JsonSerializable(typeof(TokenResponse))]
-[JsonSerializable(typeof(Forwarding.BreakerStatus))]
+[JsonSerializable(typeof(Contracts.BreakerStatus))]
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
 internal sealed partial class GatewayJsonContext : JsonSerializerContext;

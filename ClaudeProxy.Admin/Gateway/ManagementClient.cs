@@ -1,34 +1,8 @@
 using System.Net.Http.Json;
 using System.Text.Json;
+using ClaudeProxy.Contracts;
 
 namespace ClaudeProxy.Admin.Gateway;
-
-public sealed record DeviceDto(string DeviceId, string? AppVersion, string UserId, string OrgId, string Status, List<string> Models, int RateLimit,
-    int? TokenLimit, decimal? SpendCap, int PolicyVersion, DateTimeOffset FirstSeen, DateTimeOffset LastSeen, decimal SpentThisPeriod,
-    string? KeyAlgorithm = null, DateTimeOffset? KeyEnrolledAt = null, string? KeyFingerprint = null);
-
-public sealed record PageDto<T>(List<T> Data, int Page, int PageSize, int Total);
-
-public sealed record SeriesPointDto(DateTimeOffset Bucket, string Model, long Requests, long InputTokens, long OutputTokens, long CacheReadTokens, decimal CostUsd);
-
-public sealed record UsageTotalDto(string Key, long Requests, long Errors, long InputTokens, long OutputTokens, long CacheWriteTokens, long CacheReadTokens, decimal CostUsd);
-
-public sealed record SessionDto(string SessionId, string DeviceId, DateTimeOffset FirstSeen, DateTimeOffset LastSeen, long Requests, long InputTokens, long OutputTokens, decimal CostUsd);
-
-public sealed record EventDto(Guid Id, DateTimeOffset Time, string DeviceId, string? SessionId, string Model, string Endpoint, int Status, bool Streamed,
-    long InputTokens, long OutputTokens, long CacheWrite5mTokens, long CacheWrite1hTokens, long CacheReadTokens, decimal? CostUsd, double LatencyMs,
-    double? TimeToFirstByteMs, bool Cancelled, string? UpstreamRequestId, string CorrelationId, bool CostEstimated = false, bool OutputEstimated = false);
-
-public sealed record OverviewDto(decimal SpendToday, decimal SpendThisMonth, long RequestsToday, long ErrorsToday, double ErrorRateToday, int PendingApprovals,
-    int Devices, List<UsageTotalDto> TopDevices, List<SeriesPointDto> SpendByDay, int DeadLetters = 0);
-
-public sealed record AuditDto(long Id, DateTimeOffset Time, string Actor, string Action, string Target, string? Before, string? After);
-
-public sealed record BreakerDto(string State, DateTimeOffset Since, DateTimeOffset? OpenUntil, long RecentFailures, long RecentSuccesses);
-
-public sealed record GatewayDto(string Id, string Host, int ProcessId, DateTimeOffset StartedAt, DateTimeOffset LastSeen, BreakerDto Breaker);
-
-public sealed record PolicyDto(List<string> Models, int RateLimit, int? TokenLimit, decimal? SpendCap);
 
 public sealed record UsageFilter(DateTimeOffset? From = null, DateTimeOffset? To = null, string? Device = null, string? Model = null, string? Session = null)
 {
@@ -52,42 +26,42 @@ public sealed class ManagementClient(HttpClient http)
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
-    public Task<OverviewDto> OverviewAsync(CancellationToken ct = default) => GetAsync<OverviewDto>("/manage/v1/overview", ct);
+    public Task<Overview> OverviewAsync(CancellationToken ct = default) => GetAsync<Overview>("/manage/v1/overview", ct);
 
-    public Task<PageDto<DeviceDto>> DevicesAsync(string? search, string? status, string sort, bool descending, int page, int pageSize, CancellationToken ct = default) =>
-        GetAsync<PageDto<DeviceDto>>($"/manage/v1/devices?search={Uri.EscapeDataString(search ?? "")}&status={Uri.EscapeDataString(status ?? "")}" +
+    public Task<PageOf<DeviceView>> DevicesAsync(string? search, string? status, string sort, bool descending, int page, int pageSize, CancellationToken ct = default) =>
+        GetAsync<PageOf<DeviceView>>($"/manage/v1/devices?search={Uri.EscapeDataString(search ?? "")}&status={Uri.EscapeDataString(status ?? "")}" +
             $"&sort={sort}&order={(descending ? "desc" : "asc")}&page={page}&page_size={pageSize}", ct);
 
-    public Task<DeviceDto> DeviceAsync(string id, CancellationToken ct = default) => GetAsync<DeviceDto>($"/manage/v1/devices/{Uri.EscapeDataString(id)}", ct);
+    public Task<DeviceView> DeviceAsync(string id, CancellationToken ct = default) => GetAsync<DeviceView>($"/manage/v1/devices/{Uri.EscapeDataString(id)}", ct);
 
-    public Task<DeviceDto> ActAsync(string id, string action, CancellationToken ct = default) =>
-        SendAsync<DeviceDto>(HttpMethod.Post, $"/manage/v1/devices/{Uri.EscapeDataString(id)}/{action}", null, ct);
+    public Task<DeviceView> ActAsync(string id, string action, CancellationToken ct = default) =>
+        SendAsync<DeviceView>(HttpMethod.Post, $"/manage/v1/devices/{Uri.EscapeDataString(id)}/{action}", null, ct);
 
     /// <summary>Forgets the device's enrolled key: its next bootstrap may enrol a new one, and its current tokens must refresh.</summary>
-    public Task<DeviceDto> ResetKeyAsync(string id, CancellationToken ct = default) =>
-        SendAsync<DeviceDto>(HttpMethod.Post, $"/manage/v1/devices/{Uri.EscapeDataString(id)}/reset-key", null, ct);
+    public Task<DeviceView> ResetKeyAsync(string id, CancellationToken ct = default) =>
+        SendAsync<DeviceView>(HttpMethod.Post, $"/manage/v1/devices/{Uri.EscapeDataString(id)}/reset-key", null, ct);
 
-    public Task<DeviceDto> UpdatePolicyAsync(string id, PolicyDto policy, CancellationToken ct = default) =>
-        SendAsync<DeviceDto>(HttpMethod.Put, $"/manage/v1/devices/{Uri.EscapeDataString(id)}/policy", policy, ct);
+    public Task<DeviceView> UpdatePolicyAsync(string id, PolicyUpdate policy, CancellationToken ct = default) =>
+        SendAsync<DeviceView>(HttpMethod.Put, $"/manage/v1/devices/{Uri.EscapeDataString(id)}/policy", policy, ct);
 
-    public Task<PageDto<AuditDto>> AuditAsync(string id, CancellationToken ct = default) =>
-        GetAsync<PageDto<AuditDto>>($"/manage/v1/devices/{Uri.EscapeDataString(id)}/audit?page_size=50", ct);
+    public Task<PageOf<AuditView>> AuditAsync(string id, CancellationToken ct = default) =>
+        GetAsync<PageOf<AuditView>>($"/manage/v1/devices/{Uri.EscapeDataString(id)}/audit?page_size=50", ct);
 
-    public Task<List<SeriesPointDto>> SeriesAsync(UsageFilter filter, string granularity, CancellationToken ct = default) =>
-        GetAsync<List<SeriesPointDto>>($"/manage/v1/usage/timeseries?granularity={granularity}&{filter.Query()}", ct);
+    public Task<List<SeriesPoint>> SeriesAsync(UsageFilter filter, string granularity, CancellationToken ct = default) =>
+        GetAsync<List<SeriesPoint>>($"/manage/v1/usage/timeseries?granularity={granularity}&{filter.Query()}", ct);
 
-    public Task<List<UsageTotalDto>> ByModelAsync(UsageFilter filter, CancellationToken ct = default) =>
-        GetAsync<List<UsageTotalDto>>($"/manage/v1/usage/by-model?{filter.Query()}", ct);
+    public Task<List<UsageTotal>> ByModelAsync(UsageFilter filter, CancellationToken ct = default) =>
+        GetAsync<List<UsageTotal>>($"/manage/v1/usage/by-model?{filter.Query()}", ct);
 
-    public Task<PageDto<SessionDto>> SessionsAsync(UsageFilter filter, CancellationToken ct = default) =>
-        GetAsync<PageDto<SessionDto>>($"/manage/v1/usage/sessions?page_size=50&{filter.Query()}", ct);
+    public Task<PageOf<SessionView>> SessionsAsync(UsageFilter filter, CancellationToken ct = default) =>
+        GetAsync<PageOf<SessionView>>($"/manage/v1/usage/sessions?page_size=50&{filter.Query()}", ct);
 
-    public Task<PageDto<EventDto>> EventsAsync(UsageFilter filter, int page, int pageSize, CancellationToken ct = default) =>
-        GetAsync<PageDto<EventDto>>($"/manage/v1/usage/events?page={page}&page_size={pageSize}&{filter.Query()}", ct);
+    public Task<PageOf<EventView>> EventsAsync(UsageFilter filter, int page, int pageSize, CancellationToken ct = default) =>
+        GetAsync<PageOf<EventView>>($"/manage/v1/usage/events?page={page}&page_size={pageSize}&{filter.Query()}", ct);
 
     public Task<Stream> ExportCsvAsync(UsageFilter filter, CancellationToken ct = default) => http.GetStreamAsync($"/manage/v1/usage/export.csv?{filter.Query()}", ct);
 
-    public Task<List<GatewayDto>> GatewaysAsync(CancellationToken ct = default) => GetAsync<List<GatewayDto>>("/manage/v1/gateways", ct);
+    public Task<List<GatewayInstance>> GatewaysAsync(CancellationToken ct = default) => GetAsync<List<GatewayInstance>>("/manage/v1/gateways", ct);
 
     public async Task ResetBreakersAsync(CancellationToken ct = default)
     {

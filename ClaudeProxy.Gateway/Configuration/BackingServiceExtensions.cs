@@ -7,7 +7,7 @@ namespace Microsoft.Extensions.Hosting;
 
 /// <summary>
 /// Redis and PostgreSQL through Aspire's client integrations (connection from <c>ConnectionStrings:{name}</c>, traces and
-/// metrics), each only when configured. The seed's <c>REDIS_URL</c> and <c>DATABASE_URL</c> are mapped onto those
+/// metrics), each only when configured. The plain <c>REDIS_URL</c> and <c>DATABASE_URL</c> are mapped onto those
 /// connection strings. Command traces are recorded only when telemetry is exported: the Redis instrumentation profiles
 /// every command, a cost on the request path worth paying only when someone reads the traces.
 /// </summary>

@@ -4,7 +4,7 @@ using System.Text;
 namespace ClaudeProxy.Gateway.Configuration;
 
 /// <summary>
-/// The gateway's settings, read once at start from the environment (the seed's variable names) and validated.
+/// The gateway's settings, read once at start from the environment (the variable names README lists) and validated.
 /// Deliberately not a record: its ToString must never print the secrets it holds.
 /// </summary>
 public sealed class GatewayOptions

@@ -6,7 +6,7 @@ namespace ClaudeProxy.Gateway.Configuration;
 /// What a secret setting (<c>JWT_SECRET</c>, <c>ADMIN_API_KEY</c>) must be before the gateway starts with it: at least
 /// 32 bytes, not a value this repository ships as a placeholder or an example, and not an obvious placeholder
 /// (a value made of very few distinct characters). A deployment that forgot to replace one would otherwise let anyone
-/// forge tokens or call the operator API.
+/// forge tokens or call the management API.
 /// </summary>
 public static class SecretPolicy
 {

@@ -1,12 +1,5 @@
 namespace ClaudeProxy.Gateway.Data;
 
-public static class DeviceStatus
-{
-    public const string Active = "active";
-    public const string Pending = "pending";
-    public const string Revoked = "revoked";
-}
-
 /// <summary>A device as the gateway knows it: who it is, its standing and its policy.</summary>
 public sealed class DeviceRecord
 {

@@ -1,3 +1,4 @@
+using ClaudeProxy.Contracts;
 using ClaudeProxy.Gateway.Configuration;
 using ClaudeProxy.Gateway.Tokens;
 using Microsoft.EntityFrameworkCore;

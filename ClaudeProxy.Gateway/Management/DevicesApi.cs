@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using ClaudeProxy.Contracts;
 using ClaudeProxy.Gateway.Configuration;
 using ClaudeProxy.Gateway.Data;
 using ClaudeProxy.Gateway.Limits;
@@ -18,26 +19,34 @@ public static partial class DevicesApi
     [GeneratedRegex("^[A-Za-z0-9._:-]{1,128}$")]
     private static partial Regex DeviceIdPattern();
 
+    /// <summary>The standing changes: the action (route and audit name), the status it sets, the status it needs first (any when null).</summary>
+    private static readonly (string Action, string To, string? From, string Summary)[] Transitions =
+    [
+        ("approve", DeviceStatus.Active, DeviceStatus.Pending, "Approve a pending device"),
+        ("revoke", DeviceStatus.Revoked, null, "Revoke a device: its tokens stop working on every instance within a second"),
+        ("restore", DeviceStatus.Active, DeviceStatus.Revoked,
+            "Restore a revoked device; tokens issued before the revocation stay refused (the policy version moves on)"),
+    ];
+
     public static RouteGroupBuilder MapDevicesApi(this RouteGroupBuilder api)
     {
         var devices = api.MapGroup("/devices").WithTags("Devices");
-        devices.MapGet("/", List).WithSummary("List devices, paged, sorted and searched");
-        devices.MapPost("/", Register).WithSummary("Register a device by hand (for closed bootstrap mode)");
-        devices.MapGet("/{id}", Get).WithSummary("One device with its spend this period");
-        devices.MapPost("/{id}/approve", (string id, HttpContext c, ManagementContext m) => SetStatus(id, DeviceStatus.Active, "approve", c, m, DeviceStatus.Pending))
-            .WithSummary("Approve a pending device");
-        devices.MapPost("/{id}/revoke", (string id, HttpContext c, ManagementContext m) => SetStatus(id, DeviceStatus.Revoked, "revoke", c, m))
-            .WithSummary("Revoke a device: its tokens stop working on every instance within a second");
-        devices.MapPost("/{id}/restore", (string id, HttpContext c, ManagementContext m) => SetStatus(id, DeviceStatus.Active, "restore", c, m, DeviceStatus.Revoked))
-            .WithSummary("Restore a revoked device; tokens issued before the revocation stay refused (the policy version moves on)");
-        devices.MapPut("/{id}/policy", UpdatePolicy).WithSummary("Edit models, rate limit, token budget and spend cap; older tokens must refresh");
-        devices.MapPost("/{id}/reset-key", ResetKey).WithSummary("Forget the device's enrolled key so that it can enrol a new one; its tokens must refresh");
-        devices.MapPost("/{id}/token", IssueToken).WithSummary("Issue a wrapper token for a device by hand");
-        devices.MapGet("/{id}/audit", Audit).WithSummary("The device's audit trail");
-        api.MapGet("/audit", AllAudit).WithTags("Audit").WithSummary("Every recorded change, newest first");
+        devices.MapGet("/", List);
+        devices.MapPost("/", Register);
+        devices.MapGet("/{id}", Get);
+        foreach (var (action, to, from, summary) in Transitions)
+        {
+            devices.MapPost("/{id}/" + action, (string id, HttpContext c, ManagementContext m) => SetStatus(id, to, action, c, m, from)).WithSummary(summary);
+        }
+        devices.MapPut("/{id}/policy", UpdatePolicy);
+        devices.MapPost("/{id}/reset-key", ResetKey);
+        devices.MapPost("/{id}/token", IssueToken);
+        devices.MapGet("/{id}/audit", Audit);
+        api.MapGet("/audit", AllAudit).WithTags("Audit");
         return api;
     }
 
+    [EndpointSummary("List devices, paged, sorted and searched")]
     private static async Task<Ok<PageOf<DeviceView>>> List(ManagementContext m, string? search = null, string? status = null, string sort = "last_seen",
         string order = "desc", int page = 1, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "page_size")] int pageSize = 25)
     {
@@ -81,6 +90,7 @@ public static partial class DevicesApi
         return TypedResults.Ok(new PageOf<DeviceView>([.. rows.Select(r => View(r.Device, r.Spent))], page, pageSize, total));
     }
 
+    [EndpointSummary("One device with its spend this period")]
     private static async Task Get(string id, HttpContext context, ManagementContext m)
     {
         await using var db = await m.Contexts.CreateDbContextAsync();
@@ -93,6 +103,7 @@ public static partial class DevicesApi
         await context.Response.WriteAsJsonAsync(View(device, await m.SpentAsync(db, id)));
     }
 
+    [EndpointSummary("Register a device by hand (for closed bootstrap mode)")]
     private static async Task Register(NewDevice request, HttpContext context, ManagementContext m, ConfiguredDeviceDirectory defaults)
     {
         if (request.DeviceId is null || !DeviceIdPattern().IsMatch(request.DeviceId))
@@ -156,6 +167,7 @@ public static partial class DevicesApi
         await context.Response.WriteAsJsonAsync(View(device, await m.SpentAsync(db, id)));
     }
 
+    [EndpointSummary("Edit models, rate limit, token budget and spend cap; older tokens must refresh")]
     private static async Task UpdatePolicy(string id, PolicyUpdate update, HttpContext context, ManagementContext m)
     {
         if (Validate(update) is { } error)
@@ -182,6 +194,7 @@ public static partial class DevicesApi
         await context.Response.WriteAsJsonAsync(View(device, await m.SpentAsync(db, id)));
     }
 
+    [EndpointSummary("Forget the device's enrolled key so that it can enrol a new one; its tokens must refresh")]
     private static async Task ResetKey(string id, HttpContext context, ManagementContext m)
     {
         await using var db = await m.Contexts.CreateDbContextAsync();
@@ -211,6 +224,7 @@ public static partial class DevicesApi
         await context.Response.WriteAsJsonAsync(View(device, await m.SpentAsync(db, id)));
     }
 
+    [EndpointSummary("Issue a wrapper token for a device by hand")]
     private static async Task IssueToken(string id, HttpContext context, ManagementContext m, TokenService tokens)
     {
         await using var db = await m.Contexts.CreateDbContextAsync();
@@ -233,9 +247,11 @@ public static partial class DevicesApi
         await context.Response.WriteAsJsonAsync(new IssuedTokenView(issued.Token, issued.ExpiresAt));
     }
 
+    [EndpointSummary("The device's audit trail")]
     private static async Task<Ok<PageOf<AuditView>>> Audit(string id, ManagementContext m, int page = 1, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "page_size")] int pageSize = 50) =>
         TypedResults.Ok(await AuditPage(m, id, page, pageSize));
 
+    [EndpointSummary("Every recorded change, newest first")]
     private static async Task<Ok<PageOf<AuditView>>> AllAudit(ManagementContext m, int page = 1, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "page_size")] int pageSize = 50) =>
         TypedResults.Ok(await AuditPage(m, null, page, pageSize));
 

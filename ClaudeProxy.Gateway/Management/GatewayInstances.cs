@@ -1,4 +1,5 @@
 using System.Text.Json;
+using ClaudeProxy.Contracts;
 using ClaudeProxy.Gateway.Forwarding;
 using ClaudeProxy.Gateway.Telemetry;
 using StackExchange.Redis;
@@ -26,7 +27,7 @@ public sealed partial class GatewayInstances(UpstreamCircuitBreaker breaker, Tim
 
     public int? LiveCount => Volatile.Read(ref _liveCount) is > 0 and var count ? count : null;
 
-    public GatewayInstance Self() => new(_id, Environment.MachineName, Environment.ProcessId, _started, time.GetUtcNow(), BreakerStatus.Of(breaker));
+    public GatewayInstance Self() => new(_id, Environment.MachineName, Environment.ProcessId, _started, time.GetUtcNow(), breaker.Status());
 
     public async Task<IReadOnlyList<GatewayInstance>> ListAsync()
     {
@@ -127,5 +128,3 @@ public sealed partial class GatewayInstances(UpstreamCircuitBreaker breaker, Tim
     [LoggerMessage(Level = LogLevel.Information, Message = "The gateway heartbeat reaches Redis again")]
     private static partial void LogBack(ILogger logger);
 }
-
-public sealed record GatewayInstance(string Id, string Host, int ProcessId, DateTimeOffset StartedAt, DateTimeOffset LastSeen, BreakerStatus Breaker);

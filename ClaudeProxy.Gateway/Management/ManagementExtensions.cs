@@ -31,7 +31,7 @@ public static class ManagementExtensions
         return builder;
     }
 
-    /// <summary>The operator API under <c>/manage/v1</c> on the management port, with its OpenAPI document.</summary>
+    /// <summary>The management API under <c>/manage/v1</c> on the management port, with its OpenAPI document.</summary>
     public static IEndpointRouteBuilder MapManagementApi(this IEndpointRouteBuilder app, bool database)
     {
         app.MapOpenApi("/manage/v1/openapi/{documentName}.json");

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using ClaudeProxy.Contracts;
 using ClaudeProxy.Gateway.Data;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;

@@ -8,8 +8,9 @@ using Microsoft.EntityFrameworkCore;
 namespace ClaudeProxy.Gateway.Usage;
 
 /// <summary>
-/// The seed's device endpoints: <c>GET /admin/usage</c> (this device's recent requests, paged, filtered by time and
-/// model) and <c>GET /admin/stats</c> (totals by model and day, spend against cap). A device sees only its own data.
+/// The device API's usage endpoints, whose <c>/admin</c> paths stay for compatibility: <c>GET /admin/usage</c> (this
+/// device's recent requests, paged, filtered by time and model) and <c>GET /admin/stats</c> (totals by model and day,
+/// spend against cap). A device token opens them, and a device sees only its own data.
 /// </summary>
 public static class DeviceUsageApi
 {

@@ -11,6 +11,7 @@ public sealed class CircuitBreakerTests : RedisStackTests
 {
     private const string OperatorKey = "operator-key-for-tests-0123456789";
     private static readonly TimeSpan StateTimeout = TimeSpan.FromSeconds(30);
+    private const string ResetRoute = "/manage/v1/gateways/circuit-breaker/reset";
 
     private async Task<(GatewayHost Gateway, FakeTimeProvider Clock)> GatewayAsync(Action<Dictionary<string, string?>>? configure = null)
     {
@@ -113,22 +114,28 @@ public sealed class CircuitBreakerTests : RedisStackTests
         await OpenAsync(b, token);
         Assert.Equal("open", await StateAsync(b, token));
 
-        using (var none = await a.Client.SendAsync(Http.Post("/admin/circuit-breaker/reset", "")))
+        using var manage = new HttpClient { BaseAddress = a.ManagementUrl };
+        using (var none = await manage.SendAsync(Http.Post(ResetRoute, "")))
         {
             await Http.AssertErrorAsync(none, 401, "authentication_error");
         }
-        using (var wrong = await a.Client.SendAsync(Http.Post("/admin/circuit-breaker/reset", "", bearer: "not-the-key")))
+        using (var wrong = await manage.SendAsync(Http.Post(ResetRoute, "", bearer: "not-the-key")))
         {
             await Http.AssertErrorAsync(wrong, 401, "authentication_error");
         }
-        using (var device = await a.Client.SendAsync(Http.Post("/admin/circuit-breaker/reset", "", bearer: token)))
+        using (var device = await manage.SendAsync(Http.Post(ResetRoute, "", bearer: token)))
         {
             await Http.AssertErrorAsync(device, 403, "permission_error");
+        }
+        // The device API (proxy port) only shows the breaker; resetting it is the management API's alone.
+        using (var onProxyPort = await a.Client.SendAsync(Http.Post("/admin/circuit-breaker/reset", "", bearer: OperatorKey)))
+        {
+            await Http.AssertErrorAsync(onProxyPort, 404, "not_found_error");
         }
         Assert.Equal("open", await StateAsync(b, token));
 
         var closedOnB = NextState(b);
-        using (var reset = await a.Client.SendAsync(Http.Post("/admin/circuit-breaker/reset", "", bearer: OperatorKey)))
+        using (var reset = await manage.SendAsync(Http.Post(ResetRoute, "", bearer: OperatorKey)))
         {
             Assert.Equal(HttpStatusCode.NoContent, reset.StatusCode);
         }

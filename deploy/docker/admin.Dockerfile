@@ -9,9 +9,11 @@ WORKDIR /src
 # Restore from the project files alone: this layer is reused until a project file or a package version changes.
 COPY Directory.Build.props Directory.Packages.props .editorconfig ./
 COPY ClaudeProxy.ServiceDefaults/ClaudeProxy.ServiceDefaults.csproj ClaudeProxy.ServiceDefaults/
+COPY ClaudeProxy.Contracts/ClaudeProxy.Contracts.csproj ClaudeProxy.Contracts/
 COPY ClaudeProxy.Admin/ClaudeProxy.Admin.csproj ClaudeProxy.Admin/
 RUN dotnet restore ClaudeProxy.Admin/ClaudeProxy.Admin.csproj -a $TARGETARCH
 COPY ClaudeProxy.ServiceDefaults/ ClaudeProxy.ServiceDefaults/
+COPY ClaudeProxy.Contracts/ ClaudeProxy.Contracts/
 COPY ClaudeProxy.Admin/ ClaudeProxy.Admin/
 RUN dotnet publish ClaudeProxy.Admin/ClaudeProxy.Admin.csproj -c Release -a $TARGETARCH --no-restore --no-self-contained -o /app
 

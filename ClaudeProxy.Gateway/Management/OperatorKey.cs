@@ -1,12 +1,13 @@
 using System.Security.Cryptography;
 using System.Text;
 using ClaudeProxy.Gateway.Configuration;
+using ClaudeProxy.Gateway.Errors;
 using ClaudeProxy.Gateway.Tokens;
 
-namespace ClaudeProxy.Gateway.Errors;
+namespace ClaudeProxy.Gateway.Management;
 
 /// <summary>
-/// Operator endpoints take <c>Authorization: Bearer &lt;ADMIN_API_KEY&gt;</c>. A valid device token is known but
+/// The management API takes <c>Authorization: Bearer &lt;ADMIN_API_KEY&gt;</c>, the operator key. A valid device token is known but
 /// not allowed (403); anything else is not authenticated (401). Compared in constant time.
 /// </summary>
 public static class OperatorKey

@@ -1,0 +1,26 @@
+namespace ClaudeProxy.Contracts;
+
+/// <summary>A device's status as stored, served and filtered on (<c>?status=</c>).</summary>
+public static class DeviceStatus
+{
+    public const string Active = "active";
+    public const string Pending = "pending";
+    public const string Revoked = "revoked";
+
+    public static IReadOnlyList<string> All { get; } = [Active, Pending, Revoked];
+}
+
+public sealed record DeviceView(string DeviceId, string? AppVersion, string UserId, string OrgId, string Status, List<string> Models, int RateLimit,
+    int? TokenLimit, decimal? SpendCap, int PolicyVersion, DateTimeOffset FirstSeen, DateTimeOffset LastSeen, decimal SpentThisPeriod,
+    string? KeyAlgorithm = null, DateTimeOffset? KeyEnrolledAt = null, string? KeyFingerprint = null);
+
+public sealed record PageOf<T>(List<T> Data, int Page, int PageSize, int Total);
+
+/// <summary>The body of <c>PUT /manage/v1/devices/{id}/policy</c>: models and rate limit keep their value when left out.</summary>
+public sealed record PolicyUpdate(List<string>? Models, int? RateLimit, int? TokenLimit, decimal? SpendCap);
+
+public sealed record NewDevice(string DeviceId, string? UserId, List<string>? Models, int? RateLimit, int? TokenLimit, decimal? SpendCap);
+
+public sealed record IssuedTokenView(string WrapperToken, DateTimeOffset ExpiresAt);
+
+public sealed record AuditView(long Id, DateTimeOffset Time, string Actor, string Action, string Target, string? Before, string? After);
