@@ -3,6 +3,7 @@ using ClaudeProxy.Admin.Components;
 using ClaudeProxy.Admin.Gateway;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using MudBlazor.Services;
+using S = ClaudeProxy.Settings.SettingsCatalogue;
 
 namespace ClaudeProxy.Admin;
 
@@ -25,9 +26,10 @@ public static class AdminApp
         builder.Services.AddSingleton(options);
         builder.AddKeyStorage(options);
         builder.AddIngressSettings(options);
-        if (builder.Configuration["PORT"] is { Length: > 0 } port && string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["ASPNETCORE_URLS"]))
+        var settings = builder.Configuration.Settings();
+        if (settings.Text(S.AdminPort) is { } port && string.IsNullOrEmpty(settings.Raw(S.Urls)) && string.IsNullOrEmpty(settings.Raw(S.AspNetCoreUrls)))
         {
-            builder.WebHost.UseUrls($"http://{builder.Configuration["HOST"] ?? "0.0.0.0"}:{port}");
+            builder.WebHost.UseUrls($"http://{settings.Raw(S.Host) ?? S.Host.Default}:{port}");
         }
         builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);

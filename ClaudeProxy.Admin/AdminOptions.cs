@@ -1,5 +1,7 @@
 using System.Net;
 using ClaudeProxy.Admin.Auth;
+using ClaudeProxy.Settings;
+using S = ClaudeProxy.Settings.SettingsCatalogue;
 
 namespace ClaudeProxy.Admin;
 
@@ -24,31 +26,27 @@ public sealed class AdminOptions
 
     public static AdminOptions Load(IConfiguration config)
     {
-        var key = config["ADMIN_API_KEY"] is { Length: > 0 } k ? k : throw new AdminConfigurationException("ADMIN_API_KEY is required but not set.");
-        var password = config["ADMIN_PASSWORD_HASH"] is { Length: > 0 } hash ? AdminPassword.FromHash(hash)
-            : config["ADMIN_PASSWORD"] is { Length: > 0 } plain ? AdminPassword.FromPlain(plain)
-            : throw new AdminConfigurationException("ADMIN_PASSWORD_HASH (or ADMIN_PASSWORD for local use) is required but not set.");
+        var settings = config.Settings();
+        var key = settings.Text(S.AdminAppApiKey)!;
+        var password = settings.Text(S.AdminPasswordHash) is { } hash ? AdminPassword.FromHash(hash)
+            : settings.Text(S.AdminPassword) is { } plain ? AdminPassword.FromPlain(plain)
+            : throw new AdminConfigurationException($"{S.AdminPasswordHash.Name} (or {S.AdminPassword.Name} for local use) is required but not set.");
         return new AdminOptions
         {
             // Service discovery resolves the gateway's "management" endpoint from services__gateway__management__0.
-            ManagementUrl = config["GATEWAY_MANAGEMENT_URL"] is { Length: > 0 } url ? url : "http://_management.gateway",
+            ManagementUrl = settings.Text(S.GatewayManagementUrl)!,
             OperatorKey = key,
-            Username = config["ADMIN_USERNAME"] is { Length: > 0 } u ? u : "admin",
+            Username = settings.Text(S.AdminUsername)!,
             Password = password,
-            KeysDirectory = string.IsNullOrWhiteSpace(config["DATA_PROTECTION_KEYS_DIR"]) ? null : config["DATA_PROTECTION_KEYS_DIR"]!.Trim(),
-            SecureCookies = Boolean(config, "ADMIN_SECURE_COOKIES"),
-            TrustedProxies = Networks(config, "TRUSTED_PROXIES"),
+            KeysDirectory = string.IsNullOrWhiteSpace(settings.Raw(S.DataProtectionKeysDir)) ? null : settings.Raw(S.DataProtectionKeysDir)!.Trim(),
+            SecureCookies = settings.Boolean(S.AdminSecureCookies),
+            TrustedProxies = settings.Networks(S.TrustedProxies),
         };
     }
+}
 
-    internal static bool Boolean(IConfiguration config, string name) => config[name]?.Trim().ToLowerInvariant() switch
-    {
-        null or "" or "false" => false,
-        "true" => true,
-        _ => throw new AdminConfigurationException($"{name} must be true or false."),
-    };
-
-    /// <summary>A comma list of CIDR networks or single addresses: "10.0.0.0/8, 192.168.1.7" (read as the gateway reads it).</summary>
-    internal static IReadOnlyList<IPNetwork> Networks(IConfiguration config, string name) =>
-        NetworkList.Parse(config[name]) ?? throw new AdminConfigurationException(NetworkList.Malformed(name));
+public static class AdminSettings
+{
+    /// <summary>The admin app's reader of <see cref="SettingsCatalogue"/>: a bad value stops it with <see cref="AdminConfigurationException"/>.</summary>
+    public static SettingsReader Settings(this IConfiguration configuration) => new(configuration, message => new AdminConfigurationException(message));
 }

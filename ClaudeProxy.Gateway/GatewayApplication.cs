@@ -20,12 +20,14 @@ public static class GatewayApplication
         var options = builder.AddGatewayHosting();
         builder.AddServiceDefaults();
         builder.AddPrometheusMetrics();
-        var database = builder.AddData();
+        // Which of Postgres and Redis are configured; each concern below chooses its implementations from it.
+        var backing = builder.AddBackingServices();
+        builder.AddData();
         builder.AddTokens();
         builder.AddLimits();
         builder.AddUsage();
         builder.AddForwarding();
-        builder.AddManagement(database);
+        builder.AddManagement();
 
         var app = builder.Build();
         if (options.TrustedProxies.Count > 0)
@@ -43,10 +45,10 @@ public static class GatewayApplication
         app.MapBootstrapApi();
         app.MapDeviceBreakerApi();
         app.MapDeviceUsageApi();
-        app.MapManagementApi(database);
+        app.MapManagementApi();
         app.MapAnthropicApi();
         app.MapFallback(ctx => ApiErrors.WriteAsync(ctx, 404, "not_found_error", $"{ctx.Request.Method} {ctx.Request.Path} is not served by this gateway"));
-        if (!database)
+        if (!backing.Postgres)
         {
             app.Logger.LogWarning("No Postgres configured (ConnectionStrings__claudeproxydb or DATABASE_URL): usage is kept in memory and lost on restart");
         }

@@ -73,7 +73,7 @@ public static class ServiceDefaultsExtensions
 
     /// <summary>True when an OTLP endpoint is configured: traces and OpenTelemetry log records are only worth recording then.</summary>
     public static bool ExportsTelemetry(this IHostApplicationBuilder builder) =>
-        !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+        !string.IsNullOrWhiteSpace(builder.Configuration[ClaudeProxy.Settings.SettingsCatalogue.OtelExporterOtlpEndpoint.Key]);
 
     public static TBuilder AddDefaultHealthChecks<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {

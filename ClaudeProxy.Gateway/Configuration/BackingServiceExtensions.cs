@@ -1,7 +1,10 @@
+using ClaudeProxy.Gateway.Configuration;
+using ClaudeProxy.Settings;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Npgsql;
 using StackExchange.Redis;
+using S = ClaudeProxy.Settings.SettingsCatalogue;
 
 namespace Microsoft.Extensions.Hosting;
 
@@ -13,27 +16,38 @@ namespace Microsoft.Extensions.Hosting;
 /// </summary>
 public static class BackingServiceExtensions
 {
-    /// <summary>Adds the <see cref="IConnectionMultiplexer"/> and its health check when Redis is configured; returns whether it did.</summary>
-    public static bool AddRedisIfConfigured(this IHostApplicationBuilder builder, string connectionName, HealthStatus failureStatus)
+    /// <summary>
+    /// Which of Postgres and Redis are configured, read once and registered: every concern chooses its implementations
+    /// from it (with Postgres or without, with Redis or without).
+    /// </summary>
+    public static BackingServices AddBackingServices(this IHostApplicationBuilder builder)
     {
-        if (builder.Configuration.GetConnectionString(connectionName) is not { Length: > 0 })
+        if (builder.Properties.TryGetValue(typeof(BackingServices), out var known))
         {
-            if (builder.Configuration["REDIS_URL"] is not { Length: > 0 } url)
-            {
-                return false;
-            }
-            SetConnectionString(builder, connectionName, ParseRedisUrl(url).ToString(includePassword: true));
+            return (BackingServices)known;
         }
-        var exporting = builder.ExportsTelemetry();
+        var settings = builder.Configuration.Settings();
+        var backing = new BackingServices(
+            Postgres: builder.Configuration.NpgsqlConnectionString() is not null,
+            Redis: settings.IsSet(S.RedisConnectionString) || settings.IsSet(S.RedisUrl));
+        builder.Properties[typeof(BackingServices)] = backing;
+        builder.Services.AddSingleton(backing);
+        return backing;
+    }
+
+    /// <summary>Adds the <see cref="IConnectionMultiplexer"/> and its health check (Redis must be configured).</summary>
+    public static void AddRedis(this IHostApplicationBuilder builder, HealthStatus failureStatus)
+    {
+        var settings = builder.Configuration.Settings();
+        if (!settings.IsSet(S.RedisConnectionString))
+        {
+            SetConnectionString(builder, S.RedisConnectionString, ParseRedisUrl(settings.Text(S.RedisUrl)!).ToString(includePassword: true));
+        }
         // The integration hands the multiplexer the logger factory, and it logs every reconnection step at Information.
-        builder.Logging.AddFilter("StackExchange.Redis", LogLevel.Warning);
-        builder.AddRedisClient(connectionName,
-            settings =>
-            {
-                // Ours below: degraded rather than unhealthy when the gateway can run on without Redis.
-                settings.DisableHealthChecks = true;
-                settings.DisableTracing = !exporting;
-            },
+        var tracing = builder.QuietClient("StackExchange.Redis");
+        builder.AddRedisClient(S.RedisConnectionName,
+            // Ours below: degraded rather than unhealthy when the gateway can run on without Redis.
+            redis => (redis.DisableHealthChecks, redis.DisableTracing) = (true, !tracing),
             options =>
             {
                 // The connection is made in the background: a process starts while Redis is down and reconnects by itself.
@@ -44,32 +58,22 @@ public static class BackingServiceExtensions
                 options.ReconnectRetryPolicy = new LinearRetry(500);
                 options.ClientName ??= "claudeproxy";
             });
-        builder.Services.AddHealthChecks().AddRedis(sp => sp.GetRequiredService<IConnectionMultiplexer>(), name: connectionName,
+        builder.Services.AddHealthChecks().AddRedis(sp => sp.GetRequiredService<IConnectionMultiplexer>(), name: S.RedisConnectionName,
             failureStatus: failureStatus, tags: ["ready"], timeout: TimeSpan.FromSeconds(2));
-        return true;
     }
 
     /// <summary>
     /// Adds the <see cref="NpgsqlDataSource"/> (the usage writer's COPY needs it), a pooled <typeparamref name="TContext"/>
-    /// factory over it with retry on failure, and a health check, when PostgreSQL is configured; returns whether it did.
+    /// factory over it with retry on failure, and a health check (PostgreSQL must be configured).
     /// </summary>
-    public static bool AddPostgresIfConfigured<TContext>(this IHostApplicationBuilder builder, string connectionName, HealthStatus failureStatus)
+    public static void AddPostgres<TContext>(this IHostApplicationBuilder builder, HealthStatus failureStatus)
         where TContext : DbContext
     {
-        if (builder.Configuration.NpgsqlConnectionString(connectionName) is not { } connectionString)
-        {
-            return false;
-        }
-        SetConnectionString(builder, connectionName, connectionString);
-        var exporting = builder.ExportsTelemetry();
+        SetConnectionString(builder, S.DatabaseConnectionString, builder.Configuration.NpgsqlConnectionString()!);
         // The integration hands Npgsql the logger factory, and Npgsql logs every command at Information.
-        builder.Logging.AddFilter("Npgsql", LogLevel.Warning);
-        builder.AddNpgsqlDataSource(connectionName,
-            settings =>
-            {
-                settings.DisableHealthChecks = true;
-                settings.DisableTracing = !exporting;
-            },
+        var tracing = builder.QuietClient("Npgsql");
+        builder.AddNpgsqlDataSource(S.DatabaseConnectionName,
+            npgsql => (npgsql.DisableHealthChecks, npgsql.DisableTracing) = (true, !tracing),
             dataSource =>
             {
                 if (dataSource.ConnectionStringBuilder.Timeout > 5)
@@ -88,22 +92,27 @@ public static class BackingServiceExtensions
             settings.DisableTracing = true;
             settings.DisableMetrics = true;
         });
-        builder.Services.AddHealthChecks().AddNpgSql(sp => sp.GetRequiredService<NpgsqlDataSource>(), name: connectionName,
+        builder.Services.AddHealthChecks().AddNpgSql(sp => sp.GetRequiredService<NpgsqlDataSource>(), name: S.DatabaseConnectionName,
             failureStatus: failureStatus, tags: ["ready"], timeout: TimeSpan.FromSeconds(3));
-        return true;
     }
 
-    /// <summary>PostgreSQL's connection string as Npgsql takes it, from <c>ConnectionStrings__{name}</c> or <c>DATABASE_URL</c>; null when neither is set.</summary>
-    public static string? NpgsqlConnectionString(this IConfiguration configuration, string connectionName)
+    /// <summary>Keeps a client library's logs to warnings; returns whether its traces are worth recording (telemetry is exported).</summary>
+    private static bool QuietClient(this IHostApplicationBuilder builder, string logCategory)
     {
-        var raw = configuration.GetConnectionString(connectionName) is { Length: > 0 } cs ? cs
-            : configuration["DATABASE_URL"] is { Length: > 0 } url ? url
-            : null;
+        builder.Logging.AddFilter(logCategory, LogLevel.Warning);
+        return builder.ExportsTelemetry();
+    }
+
+    /// <summary>PostgreSQL's connection string as Npgsql takes it, from <c>ConnectionStrings__claudeproxydb</c> or <c>DATABASE_URL</c>; null when neither is set.</summary>
+    public static string? NpgsqlConnectionString(this IConfiguration configuration)
+    {
+        var settings = configuration.Settings();
+        var raw = settings.IsSet(S.DatabaseConnectionString) ? settings.Text(S.DatabaseConnectionString) : settings.Text(S.DatabaseUrl);
         return raw is null ? null : ToNpgsql(raw);
     }
 
-    private static void SetConnectionString(IHostApplicationBuilder builder, string connectionName, string value) =>
-        builder.Configuration.AddInMemoryCollection([new($"ConnectionStrings:{connectionName}", value)]);
+    private static void SetConnectionString(IHostApplicationBuilder builder, Setting setting, string value) =>
+        builder.Configuration.AddInMemoryCollection([new(setting.Key, value)]);
 
     /// <summary>Accepts <c>postgres://user:password@host:port/db?sslmode=require</c> URIs and Npgsql connection strings.</summary>
     public static string ToNpgsql(string raw)

@@ -1,5 +1,6 @@
-using System.Globalization;
 using System.Text;
+using ClaudeProxy.Settings;
+using S = ClaudeProxy.Settings.SettingsCatalogue;
 
 namespace ClaudeProxy.Gateway.Configuration;
 
@@ -45,104 +46,44 @@ public sealed class GatewayOptions
 
     public static GatewayOptions Load(IConfiguration config)
     {
-        var apiKey = Required(config, "ANTHROPIC_API_KEY");
-        var secret = Required(config, "JWT_SECRET");
-        SecretPolicy.Require("JWT_SECRET", secret);
-        var adminKey = config["ADMIN_API_KEY"] is { Length: > 0 } admin ? admin : null;
-        if (adminKey is not null)
-        {
-            SecretPolicy.Require("ADMIN_API_KEY", adminKey);
-        }
-        var baseUrl = config["ANTHROPIC_BASE_URL"] is { Length: > 0 } b ? b : "https://api.anthropic.com";
+        var settings = config.Settings();
+        var apiKey = settings.Text(S.AnthropicApiKey)!;
+        var secret = settings.Secret(S.JwtSecret)!;
+        var adminKey = settings.Secret(S.AdminApiKey);
+        var baseUrl = settings.Text(S.AnthropicBaseUrl)!;
         if (!Uri.TryCreate(baseUrl.TrimEnd('/'), UriKind.Absolute, out var baseUri) || (baseUri.Scheme != "http" && baseUri.Scheme != "https"))
         {
-            throw new GatewayConfigurationException("ANTHROPIC_BASE_URL must be an absolute http(s) URL.");
+            throw new GatewayConfigurationException($"{S.AnthropicBaseUrl.Name} must be an absolute http(s) URL.");
         }
-        var upstreamMinutes = Number(config, "UPSTREAM_TIMEOUT_SECONDS", 600, 10, 86_400);
+        var upstreamTimeout = TimeSpan.FromSeconds(settings.Number(S.UpstreamTimeoutSeconds));
         return new GatewayOptions
         {
-            TrustedProxies = Networks(config, "TRUSTED_PROXIES"),
-            BootstrapAllowedNetworks = Networks(config, "BOOTSTRAP_ALLOWED_NETWORKS"),
-            ShutdownTimeout = TimeSpan.FromSeconds(Number(config, "SHUTDOWN_TIMEOUT_SECONDS", 30, 1, 86_400)),
-            MinRequestBodyBytesPerSecond = Number(config, "MIN_REQUEST_BODY_RATE", 4096, 1, 1e9),
-            MinRequestBodyGrace = TimeSpan.FromSeconds(Number(config, "MIN_REQUEST_BODY_GRACE_SECONDS", 5, 2, 300)),
-            Host = config["HOST"] is { Length: > 0 } h ? h : "0.0.0.0",
-            Port = config["PORT"] is { Length: > 0 } ? (int)Number(config, "PORT", 3001, 0, 65_535) : null,
-            ManagementPort = (int)Number(config, "MANAGEMENT_PORT", 3002, 0, 65_535),
+            TrustedProxies = settings.Networks(S.TrustedProxies),
+            BootstrapAllowedNetworks = settings.Networks(S.BootstrapAllowedNetworks),
+            ShutdownTimeout = TimeSpan.FromSeconds(settings.Number(S.ShutdownTimeoutSeconds)),
+            MinRequestBodyBytesPerSecond = settings.Number(S.MinRequestBodyRate),
+            MinRequestBodyGrace = TimeSpan.FromSeconds(settings.Number(S.MinRequestBodyGraceSeconds)),
+            Host = settings.Text(S.Host)!,
+            Port = (int?)settings.OptionalNumber(S.Port),
+            ManagementPort = (int)settings.Number(S.ManagementPort),
             AnthropicApiKey = apiKey,
             AnthropicBaseUrl = baseUri,
             JwtSecret = Encoding.UTF8.GetBytes(secret),
-            JwtLifetime = TimeSpan.FromHours(Number(config, "JWT_EXPIRATION_HOURS", 24, 0.01, 24 * 365)),
-            JwtIssuer = config["JWT_ISSUER"] is { Length: > 0 } iss ? iss : "claudeproxy",
-            JwtAudience = config["JWT_AUDIENCE"] is { Length: > 0 } aud ? aud : "claudeproxy-gateway",
-            ProxyBaseUrl = config["PROXY_BASE_URL"] is { Length: > 0 } p ? p.TrimEnd('/') : null,
-            RateLimitMax = (int)Number(config, "RATE_LIMIT_MAX", 100, 1, 1_000_000),
-            RateLimitWindow = TimeSpan.FromMilliseconds(Number(config, "RATE_LIMIT_WINDOW", 60_000, 100, 86_400_000)),
-            MaxPayloadSize = Size(config, "MAX_PAYLOAD_SIZE", 2 * 1024 * 1024),
-            CorsOrigins = List(config["CORS_ORIGINS"]),
-            DefaultModels = config["DEFAULT_MODELS"] is { Length: > 0 } m ? List(m) : ["claude-*"],
-            DefaultSpendCap = config["DEFAULT_SPEND_CAP"] is { Length: > 0 } ? (decimal)Number(config, "DEFAULT_SPEND_CAP", 0, 0, 1e9) : null,
-            OrgId = config["ORG_ID"] is { Length: > 0 } org ? org : "default",
+            JwtLifetime = TimeSpan.FromHours(settings.Number(S.JwtExpirationHours)),
+            JwtIssuer = settings.Text(S.JwtIssuer)!,
+            JwtAudience = settings.Text(S.JwtAudience)!,
+            ProxyBaseUrl = settings.Text(S.ProxyBaseUrl)?.TrimEnd('/'),
+            RateLimitMax = (int)settings.Number(S.RateLimitMax),
+            RateLimitWindow = TimeSpan.FromMilliseconds(settings.Number(S.RateLimitWindow)),
+            MaxPayloadSize = settings.Size(S.MaxPayloadSize),
+            CorsOrigins = settings.List(S.CorsOrigins),
+            DefaultModels = settings.List(S.DefaultModels),
+            DefaultSpendCap = (decimal?)settings.OptionalNumber(S.DefaultSpendCap),
+            OrgId = settings.Text(S.OrgId)!,
             AdminApiKey = adminKey,
-            UpstreamTimeout = TimeSpan.FromSeconds(upstreamMinutes),
-            DeviceKeys = (config["DEVICE_KEYS"]?.Trim().ToLowerInvariant()) switch
-            {
-                null or "" or "optional" => Tokens.DeviceKeyMode.Optional,
-                "required" => Tokens.DeviceKeyMode.Required,
-                _ => throw new GatewayConfigurationException("DEVICE_KEYS must be optional or required."),
-            },
-            MaxConcurrentRequestsPerDevice = (int)Number(config, "MAX_CONCURRENT_REQUESTS_PER_DEVICE", 32, 1, 10_000),
+            UpstreamTimeout = upstreamTimeout,
+            DeviceKeys = settings.Choice<Tokens.DeviceKeyMode>(S.DeviceKeys),
+            MaxConcurrentRequestsPerDevice = (int)settings.Number(S.MaxConcurrentRequestsPerDevice),
         };
     }
-
-    private static string Required(IConfiguration config, string name) =>
-        config[name] is { Length: > 0 } value
-            ? value
-            : throw new GatewayConfigurationException($"{name} is required but not set.");
-
-    internal static double Number(IConfiguration config, string name, double fallback, double min, double max)
-    {
-        var raw = config[name];
-        if (string.IsNullOrWhiteSpace(raw))
-        {
-            return fallback;
-        }
-        if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
-        {
-            throw new GatewayConfigurationException($"{name} must be a number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}.");
-        }
-        return value;
-    }
-
-    /// <summary>Bytes, or a number with kb/mb/gb (1024-based): "2mb", "512kb", "2097152".</summary>
-    internal static long Size(IConfiguration config, string name, long fallback)
-    {
-        var raw = config[name]?.Trim().ToLowerInvariant();
-        if (string.IsNullOrEmpty(raw))
-        {
-            return fallback;
-        }
-        long multiplier = 1;
-        foreach (var (suffix, factor) in new[] { ("kb", 1024L), ("mb", 1024L * 1024), ("gb", 1024L * 1024 * 1024), ("k", 1024L), ("m", 1024L * 1024), ("b", 1L) })
-        {
-            if (raw.EndsWith(suffix, StringComparison.Ordinal))
-            {
-                multiplier = factor;
-                raw = raw[..^suffix.Length].Trim();
-                break;
-            }
-        }
-        if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || value <= 0 || value * multiplier > 1024L * 1024 * 1024)
-        {
-            throw new GatewayConfigurationException($"{name} must be a size such as 2mb, 512kb or a number of bytes (at most 1gb).");
-        }
-        return (long)(value * multiplier);
-    }
-
-    /// <summary>A comma list of CIDR networks or single addresses: "10.0.0.0/8, 192.168.1.7".</summary>
-    internal static IReadOnlyList<System.Net.IPNetwork> Networks(IConfiguration config, string name) =>
-        NetworkList.Parse(config[name]) ?? throw new GatewayConfigurationException(NetworkList.Malformed(name));
-
-    internal static IReadOnlyList<string> List(string? raw) =>
-        string.IsNullOrWhiteSpace(raw) ? [] : raw.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 }

@@ -1,5 +1,7 @@
+using System.Globalization;
 using System.Net;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using S = ClaudeProxy.Settings.SettingsCatalogue;
 
 namespace ClaudeProxy.Gateway.Configuration;
 
@@ -22,13 +24,14 @@ public static class HostingExtensions
             kestrel.Limits.KeepAliveTimeout = TimeSpan.FromMinutes(5);
             // A body that trickles in holds a connection and a buffer: below this rate, once the grace is over, it is cut.
             kestrel.Limits.MinRequestBodyDataRate = new MinDataRate(options.MinRequestBodyBytesPerSecond, options.MinRequestBodyGrace);
-            Listen(kestrel, options.Host, options.Port ?? PortFromUrls(builder.Configuration) ?? 3001, management: false);
+            Listen(kestrel, options.Host, options.Port ?? PortFromUrls(builder.Configuration) ?? int.Parse(S.Port.Default!, CultureInfo.InvariantCulture), management: false);
             Listen(kestrel, options.Host, options.ManagementPort, management: true);
         });
 
-        if (builder.Configuration["LOG_LEVEL"] is { Length: > 0 } level)
+        var settings = builder.Configuration.Settings();
+        if (settings.IsSet(S.LogLevel))
         {
-            builder.Logging.SetMinimumLevel(ParseLevel(level));
+            builder.Logging.SetMinimumLevel(ParseLevel(settings.Text(S.LogLevel)!));
         }
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter("Yarp", LogLevel.Warning);
@@ -93,7 +96,8 @@ public static class HostingExtensions
     /// <summary>The port of the first of <c>ASPNETCORE_URLS</c> / <c>--urls</c>, as an Aspire AppHost sets it.</summary>
     private static int? PortFromUrls(ConfigurationManager configuration)
     {
-        var urls = configuration["urls"] ?? configuration["ASPNETCORE_URLS"];
+        var settings = configuration.Settings();
+        var urls = settings.Raw(S.Urls) ?? settings.Raw(S.AspNetCoreUrls);
         var first = urls?.Split(';', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault();
         return first is not null && Uri.TryCreate(first.Replace("://*", "://localhost").Replace("://+", "://localhost"), UriKind.Absolute, out var uri)
             ? uri.Port
@@ -109,6 +113,6 @@ public static class HostingExtensions
         "error" => LogLevel.Error,
         "fatal" or "critical" => LogLevel.Critical,
         "silent" or "none" => LogLevel.None,
-        _ => throw new GatewayConfigurationException("LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent."),
+        _ => throw new GatewayConfigurationException($"{S.LogLevel.Name} must be one of trace, debug, info, warn, error, fatal, silent."),
     };
 }

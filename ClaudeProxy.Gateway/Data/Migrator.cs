@@ -1,3 +1,4 @@
+using ClaudeProxy.Gateway.Configuration;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 
@@ -45,7 +46,7 @@ public sealed partial class Migrator(NpgsqlDataSource dataSource, IDbContextFact
 public sealed class MigrateOnStart(Migrator migrator, IConfiguration configuration) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken) =>
-        string.Equals(configuration["MIGRATE_ON_START"], "false", StringComparison.OrdinalIgnoreCase)
+        string.Equals(configuration.Settings().Text(Settings.SettingsCatalogue.MigrateOnStart), "false", StringComparison.OrdinalIgnoreCase)
             ? Task.CompletedTask
             : migrator.MigrateAsync(cancellationToken);
 

@@ -5,10 +5,6 @@ using Microsoft.EntityFrameworkCore;
 
 namespace ClaudeProxy.Gateway.Data;
 
-public enum BootstrapMode { Open, Approval, Closed }
-
-public sealed record BootstrapOptions(BootstrapMode Mode);
-
 /// <summary>
 /// Devices in Postgres. <c>/bootstrap</c> creates or touches the record; a revoked device stays revoked; in
 /// approval mode a new device waits as pending; in closed mode only known devices get tokens. A device's first key

@@ -1,4 +1,5 @@
 using ClaudeProxy.Gateway.Configuration;
+using S = ClaudeProxy.Settings.SettingsCatalogue;
 
 namespace ClaudeProxy.Gateway.Forwarding;
 
@@ -10,11 +11,15 @@ public sealed class BreakerOptions
     public TimeSpan SamplingDuration { get; init; } = TimeSpan.FromSeconds(30);
     public TimeSpan BreakDuration { get; init; } = TimeSpan.FromSeconds(30);
 
-    public static BreakerOptions Load(IConfiguration config) => new()
+    public static BreakerOptions Load(IConfiguration config)
     {
-        FailureRatio = GatewayOptions.Number(config, "BREAKER_FAILURE_RATIO", 0.5, 0.01, 1),
-        MinimumThroughput = (int)GatewayOptions.Number(config, "BREAKER_MINIMUM_THROUGHPUT", 10, 2, 1_000_000),
-        SamplingDuration = TimeSpan.FromSeconds(GatewayOptions.Number(config, "BREAKER_SAMPLING_SECONDS", 30, 0.5, 86_400)),
-        BreakDuration = TimeSpan.FromSeconds(GatewayOptions.Number(config, "BREAKER_BREAK_SECONDS", 30, 0.5, 86_400)),
-    };
+        var settings = config.Settings();
+        return new()
+        {
+            FailureRatio = settings.Number(S.BreakerFailureRatio),
+            MinimumThroughput = (int)settings.Number(S.BreakerMinimumThroughput),
+            SamplingDuration = TimeSpan.FromSeconds(settings.Number(S.BreakerSamplingSeconds)),
+            BreakDuration = TimeSpan.FromSeconds(settings.Number(S.BreakerBreakSeconds)),
+        };
+    }
 }

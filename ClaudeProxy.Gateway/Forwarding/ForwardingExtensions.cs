@@ -7,6 +7,7 @@ public static class ForwardingExtensions
 {
     public static IHostApplicationBuilder AddForwarding(this IHostApplicationBuilder builder)
     {
+        builder.Services.AddSingleton(BreakerOptions.Load(builder.Configuration));
         builder.Services.AddHttpForwarder();
         builder.Services.TryAddKeyedSingleton(UpstreamCircuitBreaker.TimeProviderKey, TimeProvider.System);
         builder.Services.AddSingleton<UpstreamCircuitBreaker>();

@@ -1,4 +1,5 @@
 using ClaudeProxy.Gateway.Configuration;
+using S = ClaudeProxy.Settings.SettingsCatalogue;
 
 namespace ClaudeProxy.Gateway.Limits;
 
@@ -27,23 +28,16 @@ public sealed class LimitOptions
     public int? TokenLimitPerMinute { get; init; }
     public SpendPeriod SpendPeriod { get; init; } = SpendPeriod.Month;
 
-    public static LimitOptions Load(IConfiguration config) => new()
+    public static LimitOptions Load(IConfiguration config)
     {
-        FailureMode = (config["REDIS_FAILURE_MODE"]?.Trim().ToLowerInvariant()) switch
+        var settings = config.Settings();
+        return new()
         {
-            null or "" or "open" => RedisFailureMode.Open,
-            "closed" => RedisFailureMode.Closed,
-            _ => throw new GatewayConfigurationException("REDIS_FAILURE_MODE must be open or closed."),
-        },
-        FailOpenInstances = config["REDIS_FAILOPEN_INSTANCES"] is { Length: > 0 } ? (int)GatewayOptions.Number(config, "REDIS_FAILOPEN_INSTANCES", 0, 1, 10_000) : null,
-        BootstrapRateLimit = (int)GatewayOptions.Number(config, "BOOTSTRAP_RATE_LIMIT", 20, 1, 1_000_000),
-        TokenLimitPerMinute = config["TOKEN_LIMIT_PER_MINUTE"] is { Length: > 0 } ? (int)GatewayOptions.Number(config, "TOKEN_LIMIT_PER_MINUTE", 0, 1, 1e9) : null,
-        SpendPeriod = (config["SPEND_CAP_PERIOD"]?.Trim().ToLowerInvariant()) switch
-        {
-            null or "" or "month" => SpendPeriod.Month,
-            "week" => SpendPeriod.Week,
-            "day" => SpendPeriod.Day,
-            _ => throw new GatewayConfigurationException("SPEND_CAP_PERIOD must be day, week or month."),
-        },
-    };
+            FailureMode = settings.Choice<RedisFailureMode>(S.RedisFailureMode),
+            FailOpenInstances = (int?)settings.OptionalNumber(S.RedisFailOpenInstances),
+            BootstrapRateLimit = (int)settings.Number(S.BootstrapRateLimit),
+            TokenLimitPerMinute = (int?)settings.OptionalNumber(S.TokenLimitPerMinute),
+            SpendPeriod = settings.Choice<SpendPeriod>(S.SpendCapPeriod),
+        };
+    }
 }

@@ -5,7 +5,6 @@ using ClaudeProxy.Gateway.Forwarding;
 using ClaudeProxy.Gateway.Tokens;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Http.Json;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace ClaudeProxy.Gateway.Management;
 
@@ -13,8 +12,9 @@ public static class ManagementExtensions
 {
     public const string DocumentName = "management";
 
-    public static IHostApplicationBuilder AddManagement(this IHostApplicationBuilder builder, bool database)
+    public static IHostApplicationBuilder AddManagement(this IHostApplicationBuilder builder)
     {
+        var database = builder.AddBackingServices().Postgres;
         builder.Services.Configure<JsonOptions>(o => o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
         builder.Services.AddOpenApi(DocumentName, o => o.ShouldInclude = d => d.RelativePath?.StartsWith("manage/", StringComparison.Ordinal) == true);
         builder.Services.AddSingleton<GatewayInstances>();
@@ -22,18 +22,15 @@ public static class ManagementExtensions
         builder.Services.AddSingleton<Limits.ILiveInstances>(sp => sp.GetRequiredService<GatewayInstances>());
         if (database)
         {
-            builder.Services.AddSingleton<DeviceStandingCache>();
-            builder.Services.Replace(ServiceDescriptor.Singleton<IDeviceStanding>(sp => sp.GetRequiredService<DeviceStandingCache>()));
-            builder.Services.AddSingleton<Limits.IDeviceStandingSource>(sp => sp.GetRequiredService<DeviceStandingCache>());
-            builder.Services.AddHostedService(sp => sp.GetRequiredService<DeviceStandingCache>());
             builder.Services.AddSingleton<ManagementContext>();
         }
         return builder;
     }
 
     /// <summary>The management API under <c>/manage/v1</c> on the management port, with its OpenAPI document.</summary>
-    public static IEndpointRouteBuilder MapManagementApi(this IEndpointRouteBuilder app, bool database)
+    public static IEndpointRouteBuilder MapManagementApi(this IEndpointRouteBuilder app)
     {
+        var database = app.ServiceProvider.GetRequiredService<BackingServices>().Postgres;
         app.MapOpenApi("/manage/v1/openapi/{documentName}.json");
         var api = app.MapGroup("/manage/v1").AddEndpointFilter(async (context, next) =>
         {

@@ -57,7 +57,7 @@ public sealed partial class PriceBook
 
     public static PriceBook Load(IConfiguration config)
     {
-        var path = config["PRICING_FILE"] is { Length: > 0 } p ? p : Path.Combine(AppContext.BaseDirectory, "Usage", "pricing.json");
+        var path = config.Settings().Text(Settings.SettingsCatalogue.PricingFile) ?? Path.Combine(AppContext.BaseDirectory, "Usage", "pricing.json");
         try
         {
             var file = JsonSerializer.Deserialize(File.ReadAllText(path), UsageJsonContext.Default.PricingFile);

@@ -6,6 +6,7 @@ using System.Text.Json.Serialization;
 using ClaudeProxy.Gateway.Configuration;
 using ClaudeProxy.Gateway.Telemetry;
 using Npgsql;
+using S = ClaudeProxy.Settings.SettingsCatalogue;
 
 namespace ClaudeProxy.Gateway.Usage;
 
@@ -420,7 +421,7 @@ public sealed partial class UsageSpool : IDisposable
     /// </summary>
     public static SpoolLocation Locate(IConfiguration configuration, string connectionString)
     {
-        var database = SpoolDatabase.From(connectionString, configuration["ORG_ID"] is { Length: > 0 } org ? org : "default");
+        var database = SpoolDatabase.From(connectionString, configuration.Settings().Text(S.OrgId)!);
         return new SpoolLocation(ResolveDirectory(configuration, database), database);
     }
 
@@ -431,7 +432,8 @@ public sealed partial class UsageSpool : IDisposable
     /// </summary>
     public static string ResolveDirectory(IConfiguration configuration, SpoolDatabase database)
     {
-        if (configuration["USAGE_SPOOL_DIR"] is { Length: > 0 } configured)
+        var settings = configuration.Settings();
+        if (settings.Text(S.UsageSpoolDir) is { } configured)
         {
             var full = Path.GetFullPath(configured);
             if (TryPrivate(full))
@@ -445,15 +447,15 @@ public sealed partial class UsageSpool : IDisposable
         }
         var fingerprint = database.DeploymentFingerprint;
         var candidates = new List<string>();
-        if (configuration["XDG_STATE_HOME"] is { Length: > 0 } state && Path.IsPathRooted(state))
+        if (settings.Text(S.XdgStateHome) is { } state && Path.IsPathRooted(state))
         {
             candidates.Add(Path.Combine(state, "claudeproxy", fingerprint));
         }
-        if (configuration["HOME"] is { Length: > 1 } home && Path.IsPathRooted(home))
+        if (settings.Text(S.Home) is { Length: > 1 } home && Path.IsPathRooted(home))
         {
             candidates.Add(Path.Combine(home, ".local", "state", "claudeproxy", fingerprint));
         }
-        var temp = configuration["TMPDIR"] is { Length: > 0 } tmp && Path.IsPathRooted(tmp) ? tmp : Path.GetTempPath();
+        var temp = settings.Text(S.TmpDir) is { } tmp && Path.IsPathRooted(tmp) ? tmp : Path.GetTempPath();
         candidates.Add(Path.Combine(temp, $"claudeproxy-{UserId()}", fingerprint));
         foreach (var candidate in candidates)
         {

@@ -72,7 +72,7 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
         _health = health;
         _time = time;
         _logger = logger;
-        var ms = Configuration.GatewayOptions.Number(configuration, "USAGE_FLUSH_MS", 250, 10, 1000);
+        var ms = Configuration.GatewaySettings.Settings(configuration).Number(Settings.SettingsCatalogue.UsageFlushMs);
         _flushInterval = TimeSpan.FromMilliseconds(ms);
     }
 

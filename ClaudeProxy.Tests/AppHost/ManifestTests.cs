@@ -3,10 +3,11 @@ using System.Text.Json.Nodes;
 using ClaudeProxy.Admin;
 using ClaudeProxy.AppHost.Kubernetes;
 using ClaudeProxy.Gateway.Configuration;
+using ClaudeProxy.Settings;
 using ClaudeProxy.Tests.Infrastructure;
+using Microsoft.Extensions.Configuration;
 using k8s;
 using k8s.Models;
-using Microsoft.Extensions.Configuration;
 
 namespace ClaudeProxy.Tests.AppHost;
 

@@ -1,4 +1,5 @@
 using ClaudeProxy.Gateway.Configuration;
+using ClaudeProxy.Settings;
 using ClaudeProxy.Tests.Infrastructure;
 using Microsoft.Extensions.Configuration;
 
@@ -69,7 +70,7 @@ public sealed class ConfigurationTests
     public void Payload_sizes_accept_units(string raw, long bytes)
     {
         var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["MAX_PAYLOAD_SIZE"] = raw }).Build();
-        Assert.Equal(bytes, GatewayOptions.Size(config, "MAX_PAYLOAD_SIZE", 0));
+        Assert.Equal(bytes, config.Settings().Size(SettingsCatalogue.MaxPayloadSize));
     }
 
     [Fact]

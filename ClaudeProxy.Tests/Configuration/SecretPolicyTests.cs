@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using ClaudeProxy.Gateway.Configuration;
+using ClaudeProxy.Settings;
 using ClaudeProxy.Tests.Infrastructure;
 
 namespace ClaudeProxy.Tests.Configuration;

@@ -3,6 +3,7 @@ using System.Text.Json;
 using ClaudeProxy.Gateway.Forwarding;
 using ClaudeProxy.Gateway.Management;
 using ClaudeProxy.Gateway.Telemetry;
+using ClaudeProxy.Gateway.Tokens;
 using ClaudeProxy.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;

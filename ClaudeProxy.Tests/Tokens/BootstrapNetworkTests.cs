@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using ClaudeProxy.Gateway.Configuration;
+using ClaudeProxy.Settings;
 using ClaudeProxy.Tests.Infrastructure;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
@@ -132,7 +133,7 @@ public sealed class BootstrapNetworkTests(StackFixture fx) : IClassFixture<Stack
     {
         var config = new ConfigurationBuilder()
             .AddInMemoryCollection(new Dictionary<string, string?> { ["BOOTSTRAP_ALLOWED_NETWORKS"] = network }).Build();
-        Assert.Equal(inside, NetworkList.Contains(GatewayOptions.Networks(config, "BOOTSTRAP_ALLOWED_NETWORKS"), IPAddress.Parse(address)));
+        Assert.Equal(inside, NetworkList.Contains(config.Settings().Networks(SettingsCatalogue.BootstrapAllowedNetworks), IPAddress.Parse(address)));
     }
 
     [Theory]

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace ClaudeProxy.Gateway.Configuration;
+namespace ClaudeProxy.Settings;
 
 /// <summary>
 /// What a secret setting (<c>JWT_SECRET</c>, <c>ADMIN_API_KEY</c>) must be before the gateway starts with it: at least
@@ -40,14 +40,5 @@ public static class SecretPolicy
             return $"{name} has fewer than {MinDistinctCharacters} distinct characters and looks like a placeholder; {Generate}.";
         }
         return null;
-    }
-
-    /// <summary>Throws the configuration error that stops the process when <paramref name="value"/> may not be used.</summary>
-    public static void Require(string name, string value)
-    {
-        if (Check(name, value) is { } problem)
-        {
-            throw new GatewayConfigurationException(problem);
-        }
     }
 }

@@ -1,11 +1,10 @@
 using System.Collections.Concurrent;
 using ClaudeProxy.Gateway.Data;
 using ClaudeProxy.Gateway.Limits;
-using ClaudeProxy.Gateway.Tokens;
 using Microsoft.EntityFrameworkCore;
 using StackExchange.Redis;
 
-namespace ClaudeProxy.Gateway.Management;
+namespace ClaudeProxy.Gateway.Tokens;
 
 /// <summary>
 /// A device's standing (status and policy version). Redis holds it for every instance, beside the device's limit
