@@ -34,7 +34,7 @@ public static class LimitsExtensions
         // Standing and live instances are registered later, by the concerns that own them; they are optional here.
         builder.Services.AddSingleton(sp => new AdmissionService(
             sp.GetRequiredService<InMemoryAdmissionStore>(), options, sp.GetRequiredService<ISpendHistory>(), sp.GetRequiredService<GatewayMetrics>(),
-            sp.GetRequiredService<LimitMetrics>(), sp.GetRequiredService<ILogger<AdmissionService>>(), sp.GetService<RedisAdmissionStore>(),
+            sp.GetRequiredService<ILogger<AdmissionService>>(), sp.GetService<RedisAdmissionStore>(),
             sp.GetService<SettlementRetries>(), sp.GetService<IDeviceStandingSource>(), sp.GetService<ILiveInstances>()));
         return builder;
     }
