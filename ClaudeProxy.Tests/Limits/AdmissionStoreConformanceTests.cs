@@ -1,12 +1,6 @@
-using System.Collections.Concurrent;
-using System.Diagnostics.Metrics;
 using ClaudeProxy.Gateway.Limits;
-using ClaudeProxy.Gateway.Telemetry;
 using ClaudeProxy.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Time.Testing;
-using StackExchange.Redis;
 
 namespace ClaudeProxy.Tests.Limits;
 
@@ -23,7 +17,7 @@ public abstract class AdmissionStoreConformanceTests : IDisposable
     /// <summary>Standing and spend as the durable record holds them, for the stores to be seeded from.</summary>
     protected TestRecord Record { get; } = new();
 
-    protected IMeterFactory Meters => _services.GetRequiredService<IMeterFactory>();
+    protected System.Diagnostics.Metrics.IMeterFactory Meters => _services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
 
     /// <summary>Where an admission must have been decided.</summary>
     protected abstract AdmissionStore Store { get; }
@@ -113,6 +107,9 @@ public abstract class AdmissionStoreConformanceTests : IDisposable
         var after = await AdmitAsync(request);
         Assert.Equal(AdmissionOutcome.Admitted, after.Outcome);
         Assert.Equal(700, after.SpentMicros);
+        // Up to the cap exactly is admitted; one micro-dollar more is not.
+        Assert.Equal(1000, (await AdmitAsync(request with { ReserveMicros = 300 })).SpentMicros);
+        Assert.Equal(AdmissionOutcome.SpendCapReached, (await AdmitAsync(request with { ReserveMicros = 1 })).Outcome);
 
         // A device without a cap reserves nothing and is never refused for spend.
         var uncapped = await AdmitAsync(Request(request.DeviceId, reserve: 600));
@@ -189,8 +186,8 @@ public abstract class AdmissionStoreConformanceTests : IDisposable
     /// <summary>The durable record (Postgres in the gateway): standing by device, spend by device and period start.</summary>
     protected sealed class TestRecord : IDeviceStandingSource, ISpendHistory
     {
-        public ConcurrentDictionary<string, DeviceStanding> Standings { get; } = new();
-        public ConcurrentDictionary<(string, DateTimeOffset), long> Spent { get; } = new();
+        public System.Collections.Concurrent.ConcurrentDictionary<string, DeviceStanding> Standings { get; } = new();
+        public System.Collections.Concurrent.ConcurrentDictionary<(string, DateTimeOffset), long> Spent { get; } = new();
         public bool RefusesUnknown { get; set; }
 
         public ValueTask<DeviceStanding> ReadAsync(string deviceId, CancellationToken cancellationToken) =>
@@ -215,9 +212,9 @@ public sealed class RedisAdmissionStoreConformanceTests : AdmissionStoreConforma
         var options = new LimitOptions { FailureMode = RedisFailureMode.Closed };
         var size = new SettlementQueueSize();
         var limitMetrics = new LimitMetrics(Meters, size);
-        var retries = new SettlementRetries(_store, options, limitMetrics, size, TimeProvider.System, NullLogger<SettlementRetries>.Instance);
-        Service = new AdmissionService(new InMemoryAdmissionStore(TimeProvider.System), options, Record, new GatewayMetrics(Meters),
-            NullLogger<AdmissionService>.Instance, _store, retries, Record);
+        var retries = new SettlementRetries(_store, options, limitMetrics, size, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<SettlementRetries>.Instance);
+        Service = new AdmissionService(new InMemoryAdmissionStore(TimeProvider.System), options, Record, new Gateway.Telemetry.GatewayMetrics(Meters),
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<AdmissionService>.Instance, _store, retries, Record);
     }
 
     protected override AdmissionStore Store => AdmissionStore.Redis;
@@ -235,12 +232,12 @@ public sealed class RedisAdmissionStoreConformanceTests : AdmissionStoreConforma
     public sealed class Server : IAsyncLifetime
     {
         private RedisServer _redis = null!;
-        public IConnectionMultiplexer Connection { get; private set; } = null!;
+        public StackExchange.Redis.IConnectionMultiplexer Connection { get; private set; } = null!;
 
         public async Task InitializeAsync()
         {
             _redis = await RedisServer.StartAsync();
-            Connection = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString).WaitAsync(TimeSpan.FromSeconds(20));
+            Connection = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString).WaitAsync(TimeSpan.FromSeconds(20));
         }
 
         public async Task DisposeAsync()
@@ -254,13 +251,13 @@ public sealed class RedisAdmissionStoreConformanceTests : AdmissionStoreConforma
 /// <summary>The scenarios against the in-process store, on a clock the test moves.</summary>
 public sealed class InMemoryAdmissionStoreConformanceTests : AdmissionStoreConformanceTests
 {
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.UtcNow);
+    private readonly Microsoft.Extensions.Time.Testing.FakeTimeProvider _time = new(DateTimeOffset.UtcNow);
 
     public InMemoryAdmissionStoreConformanceTests()
     {
         var options = new LimitOptions();
-        Service = new AdmissionService(new InMemoryAdmissionStore(_time), options, Record, new GatewayMetrics(Meters),
-            NullLogger<AdmissionService>.Instance, standing: Record);
+        Service = new AdmissionService(new InMemoryAdmissionStore(_time), options, Record, new Gateway.Telemetry.GatewayMetrics(Meters),
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<AdmissionService>.Instance, standing: Record);
     }
 
     protected override AdmissionStore Store => AdmissionStore.Memory;
