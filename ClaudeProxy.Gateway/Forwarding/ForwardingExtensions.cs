@@ -16,6 +16,11 @@ public static class ForwardingExtensions
         builder.Services.AddSingleton<UpstreamClient>();
         builder.Services.AddSingleton<UpstreamTransformer>();
         builder.Services.AddSingleton<ProxyHandler>();
+        // The request path's stages, each called in turn by ProxyHandler.
+        builder.Services.AddSingleton<UpstreamForwarder>();
+        builder.Services.AddSingleton<Limits.Reservations>();
+        builder.Services.AddSingleton<Limits.Refusals>();
+        builder.Services.AddSingleton<Usage.UsageEventBuilder>();
         return builder;
     }
 

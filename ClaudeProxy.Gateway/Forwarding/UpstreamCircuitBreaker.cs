@@ -36,12 +36,13 @@ public sealed partial class UpstreamCircuitBreaker
         Pipeline = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = time }
             .AddCircuitBreaker(new CircuitBreakerStrategyOptions<HttpResponseMessage>
             {
+                // Read by the status endpoints and the reset, without going through the pipeline.
+                StateProvider = _state,
+                ManualControl = _control,
                 FailureRatio = options.FailureRatio,
                 MinimumThroughput = options.MinimumThroughput,
                 SamplingDuration = options.SamplingDuration,
                 BreakDuration = options.BreakDuration,
-                StateProvider = _state,
-                ManualControl = _control,
                 ShouldHandle = args => ValueTask.FromResult(args.Outcome switch
                 {
                     { Exception: HttpRequestException or TimeoutRejectedException } => true,

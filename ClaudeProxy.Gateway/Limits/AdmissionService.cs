@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using ClaudeProxy.Gateway.Telemetry;
-using StackExchange.Redis;
 
 namespace ClaudeProxy.Gateway.Limits;
 
@@ -17,7 +16,6 @@ public sealed partial class AdmissionService(
     LimitOptions options,
     ISpendHistory history,
     GatewayMetrics metrics,
-    LimitMetrics limitMetrics,
     ILogger<AdmissionService> logger,
     RedisAdmissionStore? redis = null,
     SettlementRetries? retries = null,
@@ -102,7 +100,7 @@ public sealed partial class AdmissionService(
                 {
                     // Nothing was recorded for this request yet (the script asks before it admits). Without what the
                     // device already spent this period its cap cannot be checked, and a cap is not guessed at.
-                    LogSpendUnknown(logger, e.GetType().Name);
+                    LogPostgresUnreadable(logger, "spend this period", e.GetType().Name, "its request is refused until it can");
                     return new Admission(AdmissionOutcome.SpendUnknown, default);
                 }
             }
@@ -131,7 +129,7 @@ public sealed partial class AdmissionService(
             // device, and store nothing, so the next request asks again.
             if (Interlocked.Exchange(ref _standingWarned, 1) == 0)
             {
-                LogStandingUnknown(logger, e.GetType().Name);
+                LogPostgresUnreadable(logger, "standing", e.GetType().Name, "it is not checked until it can");
             }
             return new DeviceStanding(RedisAdmissionStore.StandingUnreadable, 0);
         }
@@ -178,7 +176,7 @@ public sealed partial class AdmissionService(
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
-                LogSpendUnknown(logger, e.GetType().Name);
+                LogPostgresUnreadable(logger, "spend this period", e.GetType().Name, "its request is refused until it can");
                 return new Admission(AdmissionOutcome.SpendUnknown, default);
             }
             seed = redis is null ? spent : Share(request.SpendCapMicros, spent);
@@ -210,59 +208,16 @@ public sealed partial class AdmissionService(
         switch (decision.Store)
         {
             case AdmissionStore.Redis:
-                SettleInRedis(settlement);
+                retries?.Settle(settlement);
                 break;
             case AdmissionStore.Memory:
                 memory.Settle(settlement);
                 if (redis is not null && actualMicros > 0 && request.SpendCapMicros >= 0 && _views.TryGetValue(request.DeviceId, out var view)
                     && Volatile.Read(ref view.Generation) is var generation and not 0)
                 {
-                    SettleInRedis(settlement with { ReservedMicros = 0, Tokens = 0, Generation = generation });
+                    retries?.Settle(settlement with { ReservedMicros = 0, Tokens = 0, Generation = generation });
                 }
                 break;
-        }
-    }
-
-    private void SettleInRedis(Settlement settlement)
-    {
-        if (redis is null || retries is null)
-        {
-            return;
-        }
-        if (!redis.IsConnected)
-        {
-            retries.Enqueue(settlement);
-            return;
-        }
-        var pending = redis.SettleAsync(settlement);
-        if (!pending.IsCompletedSuccessfully)
-        {
-            _ = ObserveAsync(pending, settlement);
-        }
-    }
-
-    private async Task ObserveAsync(ValueTask pending, Settlement settlement)
-    {
-        try
-        {
-            await pending;
-        }
-        catch (Exception e) when (IsRedisFailure(e))
-        {
-            if (RedisFailures.MayHaveApplied(e))
-            {
-                // Redis may have applied it before the connection broke: applying it twice would be as wrong as never.
-                limitMetrics.SettlementDropped("outcome_unknown");
-                LogSettleFailed(logger, e.GetType().Name);
-            }
-            else
-            {
-                retries!.Enqueue(settlement);
-            }
-        }
-        catch (Exception e)
-        {
-            LogSettleFailed(logger, e.GetType().Name);
         }
     }
 
@@ -310,12 +265,6 @@ public sealed partial class AdmissionService(
     [LoggerMessage(Level = LogLevel.Information, Message = "Redis is back: limits are shared across instances again")]
     private static partial void LogRedisBack(ILogger logger);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "A device's spend this period could not be read from Postgres ({Reason}): its request is refused until it can")]
-    private static partial void LogSpendUnknown(ILogger logger, string reason);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "A device's standing could not be read from Postgres ({Reason}): it is not checked until it can")]
-    private static partial void LogStandingUnknown(ILogger logger, string reason);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not settle a request in Redis ({Reason})")]
-    private static partial void LogSettleFailed(ILogger logger, string reason);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A device's {What} could not be read from Postgres ({Reason}): {Consequence}")]
+    private static partial void LogPostgresUnreadable(ILogger logger, string what, string reason, string consequence);
 }

@@ -42,7 +42,7 @@ public static class LimitsExtensions
         // Standing (with Postgres) and live instances are registered by the concerns that own them.
         builder.Services.AddSingleton(sp => new AdmissionService(
             sp.GetRequiredService<InMemoryAdmissionStore>(), options, sp.GetRequiredService<ISpendHistory>(), sp.GetRequiredService<Telemetry.GatewayMetrics>(),
-            sp.GetRequiredService<LimitMetrics>(), sp.GetRequiredService<ILogger<AdmissionService>>(),
+            sp.GetRequiredService<ILogger<AdmissionService>>(),
             backing.Redis ? sp.GetRequiredService<RedisAdmissionStore>() : null,
             backing.Redis ? sp.GetRequiredService<SettlementRetries>() : null,
             backing.Postgres ? sp.GetRequiredService<IDeviceStandingSource>() : null,

@@ -22,14 +22,32 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
     /// <summary>The standing seed for a device whose record could not be read: check nothing, store nothing.</summary>
     public const string StandingUnreadable = "?";
 
+    // Redis's clock in milliseconds, as `now`: instances with skewed clocks still agree.
+    private const string RedisNow = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        """;
+
+    // The sliding window log of a request limit, on KEYS[1] with ARGV[1] = limit and ARGV[2] = window ms: drops what
+    // has left the window and leaves `count` (admissions still in it) and `reset` (ms until the oldest leaves).
+    private const string SlidingWindow = """
+        local limit = tonumber(ARGV[1])
+        local window = tonumber(ARGV[2])
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+        local count = redis.call('ZCARD', KEYS[1])
+        local reset = window
+        if count > 0 then
+          reset = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]) + window - now
+        end
+        """;
+
     // KEYS: rate zset, token hash, spend hash (s = spent, g = generation), standing hash (status, version).
     // ARGV: limit, window ms, member, token limit (0 = off), cap micros (-1 = off, 0 = nothing may be spent),
     // reserve micros, spend ttl ms, spend seed micros (-1 = none given), token policy version (-1 = standing not
     // checked), standing seed status ('' = none given), standing seed version, refuse unknown devices (1/0).
     // Returns {outcome, count, reset_in_ms, tokens_used, spent, now_ms, generation, seeds needed}.
     private static readonly string AdmitScript = $$"""
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        {{RedisNow}}
         local version = tonumber(ARGV[9])
         local cap = tonumber(ARGV[5])
         local status = false
@@ -81,14 +99,7 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
             gen = tonumber(spend[2]) or 0
           end
         end
-        local limit = tonumber(ARGV[1])
-        local window = tonumber(ARGV[2])
-        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-        local count = redis.call('ZCARD', KEYS[1])
-        local reset = window
-        if count > 0 then
-          reset = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]) + window - now
-        end
+        {{SlidingWindow}}
         if count >= limit then
           return {{{(int)AdmissionOutcome.RateLimited}}, count, reset, 0, spent, now, gen, 0}
         end
@@ -145,17 +156,9 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
         """;
 
     // KEYS: rate zset. ARGV: limit, window ms, member. Returns {admitted, count, reset_in_ms, now_ms}.
-    private const string AcquireScript = """
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        local limit = tonumber(ARGV[1])
-        local window = tonumber(ARGV[2])
-        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-        local count = redis.call('ZCARD', KEYS[1])
-        local reset = window
-        if count > 0 then
-          reset = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]) + window - now
-        end
+    private const string AcquireScript = $$"""
+        {{RedisNow}}
+        {{SlidingWindow}}
         if count >= limit then
           return {0, count, reset, now}
         end
@@ -181,6 +184,12 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
         """;
 
     private const int UnknownStandingTtlMs = 30_000;
+
+    /// <summary>The admission script as Redis runs it, its outcome codes written from <see cref="AdmissionOutcome"/>.</summary>
+    internal static string AdmitScriptText => AdmitScript;
+
+    /// <summary>The outcomes the admission script returns; the others (Redis unavailable, spend unknown) are decided in the service.</summary>
+    internal static bool IsScriptOutcome(AdmissionOutcome outcome) => outcome < AdmissionOutcome.Unavailable;
 
     public static string RateKey(string id) => "cp:{" + id + "}:rl";
     public static string TokenKey(string id) => "cp:{" + id + "}:tok";

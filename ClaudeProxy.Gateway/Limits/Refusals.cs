@@ -1,29 +1,36 @@
 using System.Globalization;
+using ClaudeProxy.Gateway.Configuration;
 using ClaudeProxy.Gateway.Errors;
-using ClaudeProxy.Gateway.Forwarding;
 using ClaudeProxy.Gateway.Telemetry;
 
 namespace ClaudeProxy.Gateway.Limits;
 
 /// <summary>
-/// What the client is told for each admission refusal, in one place: status, Anthropic error type, message, headers
-/// and the reason counted in <c>claudeproxy.requests.rejected</c>.
+/// What the client is told when a limit refuses a request, in one place: status, Anthropic error type, message,
+/// headers (<c>retry-after</c>, <c>anthropic-ratelimit-*</c>) and the reason counted in
+/// <c>claudeproxy.requests.rejected</c>. The request path uses an instance (it knows the settings the messages
+/// quote); the static members serve the other limited endpoints and the standing checks.
 /// </summary>
-public static class Refusals
+public sealed class Refusals(GatewayOptions gateway, LimitOptions limits, GatewayMetrics metrics, TimeProvider time)
 {
-    /// <summary>The metric reason for a refusal.</summary>
-    public static string Reason(AdmissionOutcome outcome) => outcome switch
+    private const string LimitsUnavailable = "the gateway cannot check limits right now (Redis is unavailable); retry shortly";
+
+    /// <summary>The status, Anthropic error type and metric reason of each refusal.</summary>
+    public static Refusal Of(AdmissionOutcome outcome) => outcome switch
     {
-        AdmissionOutcome.RateLimited => "rate_limit",
-        AdmissionOutcome.TokenBudgetExhausted => "token_budget",
-        AdmissionOutcome.SpendCapReached => "spend_cap",
-        AdmissionOutcome.SpendUnknown => "spend_unknown",
-        AdmissionOutcome.Revoked => "revoked",
-        AdmissionOutcome.Pending => "pending",
-        AdmissionOutcome.PolicyStale => "policy_stale",
-        AdmissionOutcome.UnknownDevice => "unknown_device",
-        _ => "redis_unavailable",
+        AdmissionOutcome.RateLimited => new(429, "rate_limit_error", "rate_limit"),
+        AdmissionOutcome.TokenBudgetExhausted => new(429, "rate_limit_error", "token_budget"),
+        AdmissionOutcome.SpendCapReached => new(429, "rate_limit_error", "spend_cap"),
+        AdmissionOutcome.SpendUnknown => new(503, "api_error", "spend_unknown"),
+        AdmissionOutcome.Revoked => new(401, "authentication_error", "revoked"),
+        AdmissionOutcome.Pending => new(401, "authentication_error", "pending"),
+        AdmissionOutcome.PolicyStale => new(401, "authentication_error", "policy_stale"),
+        AdmissionOutcome.UnknownDevice => new(401, "authentication_error", "unknown_device"),
+        _ => new(503, "api_error", "redis_unavailable"),
     };
+
+    /// <summary>The metric reason for a refusal.</summary>
+    public static string Reason(AdmissionOutcome outcome) => Of(outcome).Reason;
 
     /// <summary>The 401 message for a refusal of the device's standing, or null when the outcome is not one.</summary>
     public static string? StandingMessage(AdmissionOutcome outcome) => outcome switch
@@ -36,9 +43,10 @@ public static class Refusals
     };
 
     /// <summary>Writes the refusal of <paramref name="decision"/> and counts it.</summary>
-    public static Task WriteAsync(HttpContext context, Admission decision, AdmissionRequest request, SpendPeriod period, GatewayMetrics metrics, TimeProvider time)
+    public Task WriteAsync(HttpContext context, Admission decision, AdmissionRequest request)
     {
-        metrics.Rejected(Reason(decision.Outcome));
+        var refusal = Of(decision.Outcome);
+        metrics.Rejected(refusal.Reason);
         var headers = context.Response.Headers;
         switch (decision.Outcome)
         {
@@ -50,28 +58,51 @@ public static class Refusals
                 headers["anthropic-ratelimit-tokens-limit"] = limit.ToString(CultureInfo.InvariantCulture);
                 headers["anthropic-ratelimit-tokens-remaining"] = "0";
                 headers["anthropic-ratelimit-tokens-reset"] = Rfc3339(time.GetUtcNow() + decision.RetryAfter);
-                return ApiErrors.WriteAsync(context, 429, "rate_limit_error",
+                return refusal.WriteAsync(context,
                     $"token budget of {limit} tokens per minute reached for this device ({decision.TokensUsed} used)");
             case AdmissionOutcome.SpendCapReached:
                 // No retry-after: retrying before the period resets cannot help.
-                return ApiErrors.WriteAsync(context, 429, "rate_limit_error",
-                    $"spend cap of {Usd(request.SpendCapMicros)} USD per {period.ToString().ToLowerInvariant()} reached for this device " +
+                return refusal.WriteAsync(context,
+                    $"spend cap of {Usd(request.SpendCapMicros)} USD per {limits.SpendPeriod.ToString().ToLowerInvariant()} reached for this device " +
                     $"({Usd(decision.SpentMicros)} USD spent or reserved); it resets at {Rfc3339(request.SpendPeriodEnd)}");
             case AdmissionOutcome.SpendUnknown:
-                return ApiErrors.WriteAsync(context, 503, "api_error",
+                return refusal.WriteAsync(context,
                     "the gateway cannot read this device's spend for its cap right now (Postgres is unavailable); retry shortly");
             case AdmissionOutcome.Revoked or AdmissionOutcome.Pending or AdmissionOutcome.PolicyStale or AdmissionOutcome.UnknownDevice:
-                return ApiErrors.WriteAsync(context, 401, "authentication_error", StandingMessage(decision.Outcome)!);
+                return refusal.WriteAsync(context, StandingMessage(decision.Outcome)!);
             default:
-                return ApiErrors.WriteAsync(context, 503, "api_error", "the gateway cannot check limits right now (Redis is unavailable); retry shortly");
+                return refusal.WriteAsync(context, LimitsUnavailable);
         }
     }
 
-    /// <summary>The device's request limit, with the headers that describe it (also used before admission, from what this instance last learned).</summary>
-    public static Task WriteRateLimitedAsync(HttpContext context, RateDecision rate, TimeSpan window)
+    /// <summary>Refuses, before its body is read, a device this instance last found out of requests, and counts it.</summary>
+    public Task WriteKnownRateLimitedAsync(HttpContext context, RateDecision known)
     {
-        WriteRateHeaders(context, rate);
-        return ApiErrors.WriteAsync(context, 429, "rate_limit_error", $"rate limit of {rate.Limit} requests per {Seconds(window)} reached for this device");
+        metrics.Rejected(Reason(AdmissionOutcome.RateLimited));
+        return WriteRateLimitedAsync(context, known, gateway.RateLimitWindow);
+    }
+
+    /// <summary>Refuses a device that already has <paramref name="limit"/> requests in flight on this instance, and counts it.</summary>
+    public Task WriteTooManyInFlightAsync(HttpContext context, int limit)
+    {
+        metrics.Rejected("concurrency");
+        context.Response.Headers["retry-after"] = "1";
+        return ApiErrors.WriteAsync(context, 429, "rate_limit_error",
+            $"this device already has {limit} requests in flight on this gateway instance; retry when one has finished");
+    }
+
+    /// <summary>
+    /// The refusal of a plain limiter (an address's or a device's limit on token issuing): 503 when the limit could
+    /// not be checked (<paramref name="decision"/> null), 429 with the request limit headers when it is used up.
+    /// </summary>
+    public static Task WriteLimiterRefusalAsync(HttpContext context, RateDecision? decision, string what)
+    {
+        if (decision is not { } d)
+        {
+            return ApiErrors.WriteAsync(context, 503, "api_error", LimitsUnavailable);
+        }
+        WriteRateHeaders(context, d);
+        return ApiErrors.WriteAsync(context, 429, "rate_limit_error", $"{what}: at most {d.Limit} per minute");
     }
 
     /// <summary><c>retry-after</c> and <c>anthropic-ratelimit-requests-*</c> for a request limit (a device's, or an address's for /bootstrap).</summary>
@@ -84,11 +115,25 @@ public static class Refusals
         headers["anthropic-ratelimit-requests-reset"] = Rfc3339(decision.ResetAt);
     }
 
+    /// <summary>Whole seconds, at least one, for <c>retry-after</c>.</summary>
+    public static string WholeSeconds(TimeSpan span) => Math.Max(1, (int)Math.Ceiling(span.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>The device's request limit, with the headers that describe it.</summary>
+    private static Task WriteRateLimitedAsync(HttpContext context, RateDecision rate, TimeSpan window)
+    {
+        WriteRateHeaders(context, rate);
+        return Of(AdmissionOutcome.RateLimited).WriteAsync(context, $"rate limit of {rate.Limit} requests per {Seconds(window)} reached for this device");
+    }
+
     private static string Usd(long micros) => (micros / 1_000_000m).ToString("0.00####", CultureInfo.InvariantCulture);
 
     private static string Seconds(TimeSpan span) => span.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture) + " s";
 
-    internal static string WholeSeconds(TimeSpan span) => Math.Max(1, (int)Math.Ceiling(span.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
-
     private static string Rfc3339(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+}
+
+/// <summary>How one kind of refusal looks to the client and in the metrics.</summary>
+public readonly record struct Refusal(int Status, string ErrorType, string Reason)
+{
+    public Task WriteAsync(HttpContext context, string message) => ApiErrors.WriteAsync(context, Status, ErrorType, message);
 }

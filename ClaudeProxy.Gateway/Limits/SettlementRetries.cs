@@ -4,10 +4,10 @@ using StackExchange.Redis;
 namespace ClaudeProxy.Gateway.Limits;
 
 /// <summary>
-/// Settlements of Redis reservations that Redis could not take (it was away), retried in order from a bounded queue
-/// until they land, with a backoff while Redis stays away. A settlement is given up only once its spend period has
-/// ended (its counter no longer matters) or when the queue is full; both are counted. Nothing here is on the request
-/// path: a request hands its settlement over and goes.
+/// Settlements of Redis reservations: sent without waiting for the answer, and those Redis could not take (it was
+/// away) retried in order from a bounded queue until they land, with a backoff while Redis stays away. A settlement
+/// is given up only once its spend period has ended (its counter no longer matters), when the queue is full, or when
+/// Redis may already have applied it; each is counted. A request hands its settlement over and goes.
 /// </summary>
 public sealed partial class SettlementRetries(
     RedisAdmissionStore redis,
@@ -41,6 +41,50 @@ public sealed partial class SettlementRetries(
         lock (_gate)
         {
             return _empty.Task;
+        }
+    }
+
+    /// <summary>
+    /// Settles in Redis without waiting for the answer: the command is written to the connection before this returns,
+    /// so this instance's later commands for the device are ordered after it. One Redis cannot take is queued and
+    /// retried until it lands; one Redis may have applied before its connection broke is given up, since applying it
+    /// twice would be as wrong as never.
+    /// </summary>
+    public void Settle(Settlement settlement)
+    {
+        if (!redis.IsConnected)
+        {
+            Enqueue(settlement);
+            return;
+        }
+        var pending = redis.SettleAsync(settlement);
+        if (!pending.IsCompletedSuccessfully)
+        {
+            _ = ObserveAsync(pending, settlement);
+        }
+    }
+
+    private async Task ObserveAsync(ValueTask pending, Settlement settlement)
+    {
+        try
+        {
+            await pending;
+        }
+        catch (Exception e) when (RedisFailures.Is(e))
+        {
+            if (RedisFailures.MayHaveApplied(e))
+            {
+                metrics.SettlementDropped("outcome_unknown");
+                LogSettleFailed(logger, e.GetType().Name);
+            }
+            else
+            {
+                Enqueue(settlement);
+            }
+        }
+        catch (Exception e)
+        {
+            LogSettleFailed(logger, e.GetType().Name);
         }
     }
 
@@ -145,6 +189,9 @@ public sealed partial class SettlementRetries(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Redis could not take a settlement: it is queued and retried until Redis is back")]
     private static partial void LogQueued(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not settle a request in Redis ({Reason})")]
+    private static partial void LogSettleFailed(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "A settlement for Redis was given up: {Reason}")]
     private static partial void LogDropped(ILogger logger, string reason);

@@ -213,18 +213,12 @@ public static partial class BootstrapApi
     private static async ValueTask<bool> WithinLimitAsync(HttpContext context, AdmissionService limits, LimitOptions options, string key, string refusal)
     {
         var decision = await limits.AcquireAsync(key, options.BootstrapRateLimit, options.BootstrapWindow, context.RequestAborted);
-        if (decision is not { } d)
+        if (decision is { Allowed: true })
         {
-            await ApiErrors.WriteAsync(context, 503, "api_error", "the gateway cannot check limits right now (Redis is unavailable); retry shortly");
-            return false;
+            return true;
         }
-        if (!d.Allowed)
-        {
-            Refusals.WriteRateHeaders(context, d);
-            await ApiErrors.WriteAsync(context, 429, "rate_limit_error", $"{refusal}: at most {d.Limit} per minute");
-            return false;
-        }
-        return true;
+        await Refusals.WriteLimiterRefusalAsync(context, decision, refusal);
+        return false;
     }
 
     private static async Task WriteToken(HttpContext context, DeviceAdmission admission, TokenService tokens, GatewayOptions options)

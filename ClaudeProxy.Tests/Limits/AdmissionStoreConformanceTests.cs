@@ -1,0 +1,278 @@
+using ClaudeProxy.Gateway.Limits;
+using ClaudeProxy.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace ClaudeProxy.Tests.Limits;
+
+/// <summary>
+/// The same admission scenarios against the shared Redis store and the in-process one: they must give the same
+/// answers. Each scenario goes through <see cref="AdmissionService"/>, the one caller of both stores, wired to one store
+/// only, and checks which store decided, so a Redis failure can never pass as the in-process answer.
+/// </summary>
+public abstract class AdmissionStoreConformanceTests : IDisposable
+{
+    private static readonly DateTimeOffset PeriodStart = new(2026, 11, 1, 0, 0, 0, TimeSpan.Zero);
+    private readonly ServiceProvider _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+
+    /// <summary>Standing and spend as the durable record holds them, for the stores to be seeded from.</summary>
+    protected TestRecord Record { get; } = new();
+
+    protected System.Diagnostics.Metrics.IMeterFactory Meters => _services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
+
+    /// <summary>Where an admission must have been decided.</summary>
+    protected abstract AdmissionStore Store { get; }
+
+    /// <summary>The admission service wired to the store under test alone.</summary>
+    protected abstract AdmissionService Service { get; }
+
+    /// <summary>Lets <paramref name="span"/> pass on the store's clock.</summary>
+    protected abstract Task PassAsync(TimeSpan span);
+
+    /// <summary>An operator's change of a device's standing, as the gateway hands it to the store.</summary>
+    protected abstract Task ChangeStandingAsync(string deviceId, DeviceStanding standing);
+
+    protected static AdmissionRequest Request(string device, int rateLimit = 1000, TimeSpan? window = null, int? tokenLimit = null,
+        long cap = AdmissionRequest.NoCap, long reserve = 0, int period = 0, int policyVersion = 1) =>
+        new(device, rateLimit, window ?? TimeSpan.FromMinutes(10), tokenLimit, cap, reserve, "p" + period,
+            PeriodStart.AddMonths(period), PeriodStart.AddMonths(period + 1), policyVersion);
+
+    private async Task<Admission> AdmitAsync(AdmissionRequest request)
+    {
+        var decision = await Service.AdmitAsync(request, CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        if (decision.Outcome is AdmissionOutcome.Admitted or AdmissionOutcome.RateLimited or AdmissionOutcome.TokenBudgetExhausted or AdmissionOutcome.SpendCapReached)
+        {
+            Assert.Equal(decision.Outcome == AdmissionOutcome.Admitted || Store == AdmissionStore.Redis ? Store : AdmissionStore.None, decision.Store);
+        }
+        return decision;
+    }
+
+    [Fact]
+    public async Task The_request_limit_admits_up_to_the_limit_in_its_window_and_again_once_the_oldest_has_left()
+    {
+        var window = TimeSpan.FromMilliseconds(1500);
+        var request = Request(TestSecrets.DeviceId(), rateLimit: 3, window: window);
+        for (var remaining = 2; remaining >= 0; remaining--)
+        {
+            var admitted = await AdmitAsync(request);
+            Assert.Equal(AdmissionOutcome.Admitted, admitted.Outcome);
+            Assert.Equal(new { Allowed = true, Limit = 3, Remaining = remaining }, new { admitted.Rate.Allowed, admitted.Rate.Limit, admitted.Rate.Remaining });
+        }
+
+        var refused = await AdmitAsync(request);
+        Assert.Equal(AdmissionOutcome.RateLimited, refused.Outcome);
+        Assert.Equal(new { Allowed = false, Limit = 3, Remaining = 0 }, new { refused.Rate.Allowed, refused.Rate.Limit, refused.Rate.Remaining });
+        Assert.InRange(refused.RetryAfter, TimeSpan.FromTicks(1), window);
+        Assert.Equal(refused.RetryAfter, refused.Rate.RetryAfter);
+
+        await PassAsync(refused.RetryAfter + TimeSpan.FromMilliseconds(50));
+        Assert.Equal(AdmissionOutcome.Admitted, (await AdmitAsync(request)).Outcome);
+    }
+
+    [Fact]
+    public async Task The_token_budget_refuses_once_the_settled_tokens_reach_it()
+    {
+        var request = Request(TestSecrets.DeviceId(), tokenLimit: 100);
+        var first = await AdmitAsync(request);
+        Assert.Equal(AdmissionOutcome.Admitted, first.Outcome);
+        Service.Settle(request, first, 0, 60);
+
+        var second = await AdmitAsync(request);
+        Assert.Equal(AdmissionOutcome.Admitted, second.Outcome);
+        Service.Settle(request, second, 0, 50);
+
+        var refused = await AdmitAsync(request);
+        Assert.Equal(AdmissionOutcome.TokenBudgetExhausted, refused.Outcome);
+        Assert.Equal(110, refused.TokensUsed);
+        // The request limit is not what refused it.
+        Assert.True(refused.Rate.Allowed);
+        Assert.Equal(998, refused.Rate.Remaining);
+        Assert.InRange(refused.RetryAfter, TimeSpan.FromSeconds(59), TimeSpan.FromSeconds(61));
+    }
+
+    [Fact]
+    public async Task A_reservation_counts_against_the_cap_until_it_is_settled_at_the_actual_cost()
+    {
+        var request = Request(TestSecrets.DeviceId(), cap: 1000, reserve: 600);
+        var first = await AdmitAsync(request);
+        Assert.Equal(AdmissionOutcome.Admitted, first.Outcome);
+        Assert.True(first.Reserved);
+        Assert.Equal(600, first.SpentMicros);
+
+        var refused = await AdmitAsync(request);
+        Assert.Equal(AdmissionOutcome.SpendCapReached, refused.Outcome);
+        Assert.Equal(600, refused.SpentMicros);
+        Assert.False(refused.Reserved);
+
+        Service.Settle(request, first, actualMicros: 100, tokens: 0);
+        var after = await AdmitAsync(request);
+        Assert.Equal(AdmissionOutcome.Admitted, after.Outcome);
+        Assert.Equal(700, after.SpentMicros);
+        // Up to the cap exactly is admitted; one micro-dollar more is not.
+        Assert.Equal(1000, (await AdmitAsync(request with { ReserveMicros = 300 })).SpentMicros);
+        Assert.Equal(AdmissionOutcome.SpendCapReached, (await AdmitAsync(request with { ReserveMicros = 1 })).Outcome);
+
+        // A device without a cap reserves nothing and is never refused for spend.
+        var uncapped = await AdmitAsync(Request(request.DeviceId, reserve: 600));
+        Assert.Equal(AdmissionOutcome.Admitted, uncapped.Outcome);
+        Assert.False(uncapped.Reserved);
+    }
+
+    [Fact]
+    public async Task Concurrent_reservations_never_take_a_device_past_its_cap()
+    {
+        var request = Request(TestSecrets.DeviceId(), cap: 1000, reserve: 100);
+        Record.Spent[(request.DeviceId, request.SpendPeriodStart)] = 250;
+
+        var decisions = await Task.WhenAll(Enumerable.Range(0, 40).Select(_ => Task.Run(() => AdmitAsync(request))));
+
+        // 250 already spent leaves room for exactly seven reservations of 100.
+        Assert.Equal(7, decisions.Count(d => d.Outcome == AdmissionOutcome.Admitted));
+        Assert.Equal(33, decisions.Count(d => d.Outcome == AdmissionOutcome.SpendCapReached));
+        Assert.Equal(950, decisions.Max(d => d.SpentMicros));
+    }
+
+    [Theory]
+    [InlineData(DeviceStanding.Revoked, 1, 1, false, AdmissionOutcome.Revoked)]
+    [InlineData(DeviceStanding.Pending, 1, 1, false, AdmissionOutcome.Pending)]
+    [InlineData(DeviceStanding.Active, 2, 1, false, AdmissionOutcome.PolicyStale)]
+    [InlineData(DeviceStanding.Active, 2, 2, false, AdmissionOutcome.Admitted)]
+    [InlineData(DeviceStanding.Active, 1, 2, false, AdmissionOutcome.Admitted)]
+    [InlineData(DeviceStanding.Unknown, 0, 1, true, AdmissionOutcome.UnknownDevice)]
+    [InlineData(DeviceStanding.Unknown, 0, 1, false, AdmissionOutcome.Admitted)]
+    public async Task Standing_is_checked_before_any_limit(string status, int deviceVersion, int tokenVersion, bool refuseUnknown, AdmissionOutcome expected)
+    {
+        var device = TestSecrets.DeviceId();
+        Record.RefusesUnknown = refuseUnknown;
+        Record.Standings[device] = new DeviceStanding(status, deviceVersion);
+
+        var decision = await AdmitAsync(Request(device, rateLimit: 1, policyVersion: tokenVersion));
+        Assert.Equal(expected, decision.Outcome);
+        // A refusal for standing takes nothing: once an operator lets the device in, its one request is admitted.
+        if (expected is not (AdmissionOutcome.Admitted or AdmissionOutcome.PolicyStale))
+        {
+            await ChangeStandingAsync(device, new DeviceStanding(DeviceStanding.Active, Math.Max(deviceVersion, tokenVersion)));
+            Assert.Equal(AdmissionOutcome.Admitted, (await AdmitAsync(Request(device, rateLimit: 1, policyVersion: tokenVersion))).Outcome);
+        }
+    }
+
+    [Fact]
+    public async Task A_device_revoked_after_it_was_admitted_is_refused_from_then_on()
+    {
+        var request = Request(TestSecrets.DeviceId());
+        Record.Standings[request.DeviceId] = new DeviceStanding(DeviceStanding.Active, 1);
+        Assert.Equal(AdmissionOutcome.Admitted, (await AdmitAsync(request)).Outcome);
+
+        await ChangeStandingAsync(request.DeviceId, new DeviceStanding(DeviceStanding.Revoked, 2));
+        Assert.Equal(AdmissionOutcome.Revoked, (await AdmitAsync(request)).Outcome);
+    }
+
+    [Fact]
+    public async Task A_new_spend_period_starts_from_what_the_record_holds_for_it()
+    {
+        var device = TestSecrets.DeviceId();
+        var november = Request(device, cap: 1000, reserve: 900);
+        Assert.Equal(900, (await AdmitAsync(november)).SpentMicros);
+        Assert.Equal(AdmissionOutcome.SpendCapReached, (await AdmitAsync(november with { ReserveMicros = 200 })).Outcome);
+
+        var december = Request(device, cap: 1000, reserve: 200, period: 1);
+        Record.Spent[(device, december.SpendPeriodStart)] = 300;
+        var admitted = await AdmitAsync(december);
+        Assert.Equal(AdmissionOutcome.Admitted, admitted.Outcome);
+        Assert.Equal(500, admitted.SpentMicros);
+    }
+
+    public void Dispose() => _services.Dispose();
+
+    /// <summary>The durable record (Postgres in the gateway): standing by device, spend by device and period start.</summary>
+    protected sealed class TestRecord : IDeviceStandingSource, ISpendHistory
+    {
+        public System.Collections.Concurrent.ConcurrentDictionary<string, DeviceStanding> Standings { get; } = new();
+        public System.Collections.Concurrent.ConcurrentDictionary<(string, DateTimeOffset), long> Spent { get; } = new();
+        public bool RefusesUnknown { get; set; }
+
+        public ValueTask<DeviceStanding> ReadAsync(string deviceId, CancellationToken cancellationToken) =>
+            ValueTask.FromResult(Standings.GetValueOrDefault(deviceId, new DeviceStanding(DeviceStanding.Unknown, 0)));
+
+        public async ValueTask<AdmissionOutcome> CheckLocallyAsync(string deviceId, int tokenPolicyVersion, CancellationToken cancellationToken) =>
+            (await ReadAsync(deviceId, cancellationToken)).Check(tokenPolicyVersion, RefusesUnknown);
+
+        public ValueTask<long> SpentMicrosAsync(string deviceId, DateTimeOffset since, CancellationToken cancellationToken) =>
+            ValueTask.FromResult(Spent.GetValueOrDefault((deviceId, since)));
+    }
+}
+
+/// <summary>The scenarios against the admission script in a real redis-server.</summary>
+public sealed class RedisAdmissionStoreConformanceTests : AdmissionStoreConformanceTests, IClassFixture<RedisAdmissionStoreConformanceTests.Server>
+{
+    private readonly RedisAdmissionStore _store;
+
+    public RedisAdmissionStoreConformanceTests(Server server)
+    {
+        _store = new RedisAdmissionStore(server.Connection);
+        var options = new LimitOptions { FailureMode = RedisFailureMode.Closed };
+        var size = new SettlementQueueSize();
+        var limitMetrics = new LimitMetrics(Meters, size);
+        var retries = new SettlementRetries(_store, options, limitMetrics, size, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<SettlementRetries>.Instance);
+        Service = new AdmissionService(new InMemoryAdmissionStore(TimeProvider.System), options, Record, new Gateway.Telemetry.GatewayMetrics(Meters),
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<AdmissionService>.Instance, _store, retries, Record);
+    }
+
+    protected override AdmissionStore Store => AdmissionStore.Redis;
+    protected override AdmissionService Service { get; }
+
+    // Redis keeps its own clock: the window is left to pass.
+    protected override Task PassAsync(TimeSpan span) => Task.Delay(span);
+
+    protected override async Task ChangeStandingAsync(string deviceId, DeviceStanding standing)
+    {
+        Record.Standings[deviceId] = standing;
+        await _store.WriteStandingAsync(deviceId, standing, operatorChange: true).WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    public sealed class Server : IAsyncLifetime
+    {
+        private RedisServer _redis = null!;
+        public StackExchange.Redis.IConnectionMultiplexer Connection { get; private set; } = null!;
+
+        public async Task InitializeAsync()
+        {
+            _redis = await RedisServer.StartAsync();
+            Connection = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString).WaitAsync(TimeSpan.FromSeconds(20));
+        }
+
+        public async Task DisposeAsync()
+        {
+            await Connection.DisposeAsync();
+            await _redis.DisposeAsync();
+        }
+    }
+}
+
+/// <summary>The scenarios against the in-process store, on a clock the test moves.</summary>
+public sealed class InMemoryAdmissionStoreConformanceTests : AdmissionStoreConformanceTests
+{
+    private readonly Microsoft.Extensions.Time.Testing.FakeTimeProvider _time = new(DateTimeOffset.UtcNow);
+
+    public InMemoryAdmissionStoreConformanceTests()
+    {
+        var options = new LimitOptions();
+        Service = new AdmissionService(new InMemoryAdmissionStore(_time), options, Record, new Gateway.Telemetry.GatewayMetrics(Meters),
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<AdmissionService>.Instance, standing: Record);
+    }
+
+    protected override AdmissionStore Store => AdmissionStore.Memory;
+    protected override AdmissionService Service { get; }
+
+    protected override Task PassAsync(TimeSpan span)
+    {
+        _time.Advance(span);
+        return Task.CompletedTask;
+    }
+
+    // Without Redis the standing is read where the gateway keeps it, and the record is that here.
+    protected override Task ChangeStandingAsync(string deviceId, DeviceStanding standing)
+    {
+        Record.Standings[deviceId] = standing;
+        return Task.CompletedTask;
+    }
+}
