@@ -2,6 +2,7 @@ using ClaudeProxy.Gateway.Configuration;
 using ClaudeProxy.Gateway.Limits;
 using ClaudeProxy.Gateway.Tokens;
 using ClaudeProxy.Gateway.Usage;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 
 namespace ClaudeProxy.Gateway.Data;
@@ -36,6 +37,7 @@ public static class DataExtensions
                 $"no Postgres configured: usage is kept in memory (the latest {InMemoryUsageLog.Capacity} events) and lost on restart"), ["ready"]);
             return false;
         }
+        builder.Services.ConfigureDbContext<GatewayDbContext>(GatewayDbContext.UseGatewayNaming);
         builder.Services.AddSingleton<Migrator>();
         builder.Services.AddHostedService<MigrateOnStart>();
         builder.Services.AddSingleton<SchemaHealthCheck>();
