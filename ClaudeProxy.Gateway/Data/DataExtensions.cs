@@ -1,3 +1,5 @@
+using ClaudeProxy.Gateway.Configuration;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 
 namespace ClaudeProxy.Gateway.Data;
@@ -18,6 +20,7 @@ public static class DataExtensions
         }
         // Degraded, not unhealthy: with Postgres down the gateway still serves, and spools usage to disk.
         builder.AddPostgres<GatewayDbContext>(HealthStatus.Degraded);
+        builder.Services.ConfigureDbContext<GatewayDbContext>(GatewayDbContext.UseGatewayNaming);
         builder.Services.AddSingleton<Migrator>();
         builder.Services.AddHostedService<MigrateOnStart>();
         builder.Services.AddSingleton<SchemaHealthCheck>();

@@ -22,40 +22,6 @@ public sealed class DeviceRecord
     public DateTimeOffset LastSeen { get; set; }
 }
 
-/// <summary>One request's usage, as stored.</summary>
-public sealed class UsageRow
-{
-    public Guid Id { get; set; }
-    public DateTimeOffset Time { get; set; }
-    public required string DeviceId { get; set; }
-    public required string UserId { get; set; }
-    public required string OrgId { get; set; }
-    public string? SessionId { get; set; }
-    public string? AgentId { get; set; }
-    public required string Model { get; set; }
-    public required string Endpoint { get; set; }
-    public int Status { get; set; }
-    public bool Streamed { get; set; }
-    public long InputTokens { get; set; }
-    public long OutputTokens { get; set; }
-    public long CacheWrite5mTokens { get; set; }
-    public long CacheWrite1hTokens { get; set; }
-    public long CacheReadTokens { get; set; }
-    public long WebSearchRequests { get; set; }
-    public long WebFetchRequests { get; set; }
-    public decimal? CostUsd { get; set; }
-    public double LatencyMs { get; set; }
-    public double? TimeToFirstByteMs { get; set; }
-    public string? UpstreamRequestId { get; set; }
-    public required string CorrelationId { get; set; }
-    public bool Cancelled { get; set; }
-    public bool StreamError { get; set; }
-    /// <summary>The cost is an estimate: the model has no price, so it was priced at the price book's highest prices.</summary>
-    public bool CostEstimated { get; set; }
-    /// <summary>The output count is an estimate from the streamed content: the answer ended before its final usage.</summary>
-    public bool OutputEstimated { get; set; }
-}
-
 /// <summary>A usage event Postgres refused (a data error, not an outage), kept with the reason instead of blocking the rest.</summary>
 public sealed class UsageDeadLetter
 {
@@ -69,23 +35,13 @@ public sealed class UsageDeadLetter
     public required string Payload { get; set; }
 }
 
-/// <summary>Usage summed per hour ('h') or day ('d'), device and model, kept up to date by the writer.</summary>
-public sealed class UsageRollup
-{
-    public required string Granularity { get; set; }
-    public DateTimeOffset BucketStart { get; set; }
-    public required string DeviceId { get; set; }
-    public required string Model { get; set; }
-    public long Requests { get; set; }
-    public long Errors { get; set; }
-    public long InputTokens { get; set; }
-    public long OutputTokens { get; set; }
-    public long CacheWrite5mTokens { get; set; }
-    public long CacheWrite1hTokens { get; set; }
-    public long CacheReadTokens { get; set; }
-    public decimal CostUsd { get; set; }
-    public long UnpricedRequests { get; set; }
-}
+/// <summary>
+/// Usage summed per hour ('h') or day ('d'), device and model, kept up to date by the writer (see <c>UsageSql</c>):
+/// the sums of the <see cref="Usage.UsageEvent"/> counters of the same names, with the requests, the errors (status 400
+/// and above) and the requests without a price of their own.
+/// </summary>
+public sealed record UsageRollup(string Granularity, DateTimeOffset BucketStart, string DeviceId, string Model, long Requests, long Errors,
+    long InputTokens, long OutputTokens, long CacheWrite5mTokens, long CacheWrite1hTokens, long CacheReadTokens, decimal CostUsd, long UnpricedRequests);
 
 /// <summary>Who changed what, before and after, and when.</summary>
 public sealed class AuditEntry

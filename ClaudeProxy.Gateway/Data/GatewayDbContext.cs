@@ -1,15 +1,26 @@
+using ClaudeProxy.Gateway.Usage;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+using Microsoft.EntityFrameworkCore.Migrations;
+using Npgsql.EntityFrameworkCore.PostgreSQL.Migrations.Internal;
 
 namespace ClaudeProxy.Gateway.Data;
 
-/// <summary>The gateway owns this schema: devices, usage events, their rollups and the audit trail.</summary>
+/// <summary>
+/// The gateway owns this schema: devices, usage events, their rollups and the audit trail. Column names are the
+/// properties' names in snake_case; usage events take theirs from <see cref="UsageColumns"/>.
+/// </summary>
 public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options) : DbContext(options)
 {
     public DbSet<DeviceRecord> Devices => Set<DeviceRecord>();
-    public DbSet<UsageRow> UsageEvents => Set<UsageRow>();
+    public DbSet<UsageEvent> UsageEvents => Set<UsageEvent>();
     public DbSet<UsageRollup> UsageRollups => Set<UsageRollup>();
     public DbSet<AuditEntry> Audit => Set<AuditEntry>();
     public DbSet<UsageDeadLetter> UsageDeadLetters => Set<UsageDeadLetter>();
+
+    /// <summary>The naming every <see cref="GatewayDbContext"/> is built with, at run time and at design time.</summary>
+    public static void UseGatewayNaming(DbContextOptionsBuilder options) =>
+        options.UseSnakeCaseNamingConvention().ReplaceService<IHistoryRepository, GatewayHistoryRepository>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
@@ -17,56 +28,28 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
         {
             e.ToTable("devices");
             e.HasKey(d => d.DeviceId);
-            e.Property(d => d.DeviceId).HasColumnName("device_id").HasMaxLength(128);
-            e.Property(d => d.AppVersion).HasColumnName("app_version").HasMaxLength(64);
-            e.Property(d => d.UserId).HasColumnName("user_id").HasMaxLength(128);
-            e.Property(d => d.OrgId).HasColumnName("org_id").HasMaxLength(128);
-            e.Property(d => d.Status).HasColumnName("status").HasMaxLength(16);
-            e.Property(d => d.Models).HasColumnName("models");
-            e.Property(d => d.RateLimit).HasColumnName("rate_limit");
-            e.Property(d => d.TokenLimit).HasColumnName("token_limit");
-            e.Property(d => d.SpendCap).HasColumnName("spend_cap").HasPrecision(18, 6);
-            e.Property(d => d.PolicyVersion).HasColumnName("policy_version");
-            e.Property(d => d.PublicKey).HasColumnName("public_key").HasMaxLength(512);
-            e.Property(d => d.KeyAlgorithm).HasColumnName("key_algorithm").HasMaxLength(16);
-            e.Property(d => d.KeyEnrolledAt).HasColumnName("key_enrolled_at");
-            e.Property(d => d.FirstSeen).HasColumnName("first_seen");
-            e.Property(d => d.LastSeen).HasColumnName("last_seen");
+            e.Property(d => d.DeviceId).HasMaxLength(128);
+            e.Property(d => d.AppVersion).HasMaxLength(64);
+            e.Property(d => d.UserId).HasMaxLength(128);
+            e.Property(d => d.OrgId).HasMaxLength(128);
+            e.Property(d => d.Status).HasMaxLength(16);
+            e.Property(d => d.SpendCap).HasPrecision(18, 6);
+            e.Property(d => d.PublicKey).HasMaxLength(512);
+            e.Property(d => d.KeyAlgorithm).HasMaxLength(16);
             e.HasIndex(d => d.Status);
             e.HasIndex(d => d.LastSeen);
         });
 
-        modelBuilder.Entity<UsageRow>(e =>
+        modelBuilder.Entity<UsageEvent>(e =>
         {
             e.ToTable("usage_events");
             e.HasKey(u => u.Id);
-            e.Property(u => u.Id).HasColumnName("id").ValueGeneratedNever();
-            e.Property(u => u.Time).HasColumnName("time");
-            e.Property(u => u.DeviceId).HasColumnName("device_id");
-            e.Property(u => u.UserId).HasColumnName("user_id");
-            e.Property(u => u.OrgId).HasColumnName("org_id");
-            e.Property(u => u.SessionId).HasColumnName("session_id");
-            e.Property(u => u.AgentId).HasColumnName("agent_id");
-            e.Property(u => u.Model).HasColumnName("model");
-            e.Property(u => u.Endpoint).HasColumnName("endpoint");
-            e.Property(u => u.Status).HasColumnName("status");
-            e.Property(u => u.Streamed).HasColumnName("streamed");
-            e.Property(u => u.InputTokens).HasColumnName("input_tokens");
-            e.Property(u => u.OutputTokens).HasColumnName("output_tokens");
-            e.Property(u => u.CacheWrite5mTokens).HasColumnName("cache_write_5m_tokens");
-            e.Property(u => u.CacheWrite1hTokens).HasColumnName("cache_write_1h_tokens");
-            e.Property(u => u.CacheReadTokens).HasColumnName("cache_read_tokens");
-            e.Property(u => u.WebSearchRequests).HasColumnName("web_search_requests");
-            e.Property(u => u.WebFetchRequests).HasColumnName("web_fetch_requests");
-            e.Property(u => u.CostUsd).HasColumnName("cost_usd").HasPrecision(20, 10);
-            e.Property(u => u.LatencyMs).HasColumnName("latency_ms");
-            e.Property(u => u.TimeToFirstByteMs).HasColumnName("ttfb_ms");
-            e.Property(u => u.UpstreamRequestId).HasColumnName("upstream_request_id");
-            e.Property(u => u.CorrelationId).HasColumnName("correlation_id");
-            e.Property(u => u.Cancelled).HasColumnName("cancelled");
-            e.Property(u => u.StreamError).HasColumnName("stream_error");
-            e.Property(u => u.CostEstimated).HasColumnName("cost_estimated");
-            e.Property(u => u.OutputEstimated).HasColumnName("output_estimated");
+            e.Property(u => u.Id).ValueGeneratedNever();
+            foreach (var column in UsageColumns.All)
+            {
+                e.Property(column.Property).HasColumnName(column.Name);
+            }
+            e.Property(u => u.CostUsd).HasPrecision(20, 10);
             e.HasIndex(u => new { u.DeviceId, u.Time });
             e.HasIndex(u => u.Time);
             e.HasIndex(u => u.SessionId);
@@ -76,19 +59,11 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
         {
             e.ToTable("usage_rollups");
             e.HasKey(r => new { r.Granularity, r.BucketStart, r.DeviceId, r.Model });
-            e.Property(r => r.Granularity).HasColumnName("granularity").HasMaxLength(1);
-            e.Property(r => r.BucketStart).HasColumnName("bucket_start");
-            e.Property(r => r.DeviceId).HasColumnName("device_id");
-            e.Property(r => r.Model).HasColumnName("model");
-            e.Property(r => r.Requests).HasColumnName("requests");
-            e.Property(r => r.Errors).HasColumnName("errors");
-            e.Property(r => r.InputTokens).HasColumnName("input_tokens");
-            e.Property(r => r.OutputTokens).HasColumnName("output_tokens");
+            e.Property(r => r.Granularity).HasMaxLength(1);
+            // snake_case would run the digit into the word before it (cache_write5m_tokens).
             e.Property(r => r.CacheWrite5mTokens).HasColumnName("cache_write_5m_tokens");
             e.Property(r => r.CacheWrite1hTokens).HasColumnName("cache_write_1h_tokens");
-            e.Property(r => r.CacheReadTokens).HasColumnName("cache_read_tokens");
-            e.Property(r => r.CostUsd).HasColumnName("cost_usd").HasPrecision(20, 10);
-            e.Property(r => r.UnpricedRequests).HasColumnName("unpriced_requests");
+            e.Property(r => r.CostUsd).HasPrecision(20, 10);
             e.HasIndex(r => new { r.Granularity, r.DeviceId, r.BucketStart });
         });
 
@@ -96,12 +71,8 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
         {
             e.ToTable("usage_dead_letters");
             e.HasKey(d => d.Id);
-            e.Property(d => d.Id).HasColumnName("id").UseIdentityAlwaysColumn();
-            e.Property(d => d.Time).HasColumnName("time");
-            e.Property(d => d.EventId).HasColumnName("event_id");
-            e.Property(d => d.Source).HasColumnName("source").HasMaxLength(16);
-            e.Property(d => d.Reason).HasColumnName("reason");
-            e.Property(d => d.Payload).HasColumnName("payload");
+            e.Property(d => d.Id).UseIdentityAlwaysColumn();
+            e.Property(d => d.Source).HasMaxLength(16);
             e.HasIndex(d => d.Time);
         });
 
@@ -109,14 +80,40 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
         {
             e.ToTable("audit_log");
             e.HasKey(a => a.Id);
-            e.Property(a => a.Id).HasColumnName("id").UseIdentityAlwaysColumn();
-            e.Property(a => a.Time).HasColumnName("time");
-            e.Property(a => a.Actor).HasColumnName("actor");
-            e.Property(a => a.Action).HasColumnName("action");
-            e.Property(a => a.Target).HasColumnName("target");
-            e.Property(a => a.Before).HasColumnName("before").HasColumnType("jsonb");
-            e.Property(a => a.After).HasColumnName("after").HasColumnType("jsonb");
+            e.Property(a => a.Id).UseIdentityAlwaysColumn();
+            e.Property(a => a.Before).HasColumnType("jsonb");
+            e.Property(a => a.After).HasColumnType("jsonb");
             e.HasIndex(a => new { a.Target, a.Time });
         });
+
+        // The schema predates snake_case naming: keys and indexes keep EF's default names (PK_devices, IX_devices_status).
+        foreach (var entity in modelBuilder.Model.GetEntityTypes())
+        {
+            var table = entity.GetTableName();
+            foreach (var key in entity.GetKeys())
+            {
+                key.SetName($"PK_{table}");
+            }
+            foreach (var index in entity.GetIndexes())
+            {
+                index.SetDatabaseName($"IX_{table}_{string.Join('_', index.Properties.Select(p => p.GetColumnName()))}");
+            }
+        }
+    }
+}
+
+/// <summary>
+/// The migrations history keeps the column names every deployed database has (<c>"MigrationId"</c>,
+/// <c>"ProductVersion"</c>): the snake_case convention would otherwise rename them and no applied migration would be found.
+/// </summary>
+#pragma warning disable EF1001 // Npgsql's history repository is the provider's own; only its table's column names change here.
+internal sealed class GatewayHistoryRepository(HistoryRepositoryDependencies dependencies) : NpgsqlHistoryRepository(dependencies)
+#pragma warning restore EF1001
+{
+    protected override void ConfigureTable(EntityTypeBuilder<HistoryRow> history)
+    {
+        base.ConfigureTable(history);
+        history.Property(h => h.MigrationId).HasColumnName(nameof(HistoryRow.MigrationId));
+        history.Property(h => h.ProductVersion).HasColumnName(nameof(HistoryRow.ProductVersion));
     }
 }

@@ -1,7 +1,7 @@
-using System.Globalization;
 using System.Text;
 using ClaudeProxy.Contracts;
 using ClaudeProxy.Gateway.Data;
+using ClaudeProxy.Gateway.Usage;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
@@ -106,7 +106,7 @@ public static class UsageManagementApi
             page, pageSize, total));
     }
 
-    private static IQueryable<UsageRow> Filtered(GatewayDbContext db, DateTimeOffset start, DateTimeOffset end, string? device, string? model, string? session)
+    private static IQueryable<UsageEvent> Filtered(GatewayDbContext db, DateTimeOffset start, DateTimeOffset end, string? device, string? model, string? session)
     {
         var query = db.UsageEvents.AsNoTracking().Where(u => u.Time >= start && u.Time < end);
         if (device is not null)
@@ -133,11 +133,8 @@ public static class UsageManagementApi
         await using var db = await m.Contexts.CreateDbContextAsync();
         var query = Filtered(db, start, end, device, model, session);
         var total = await query.CountAsync();
-        var rows = await query.OrderByDescending(u => u.Time).Skip((page - 1) * pageSize).Take(pageSize).Select(u => new EventView(u.Id, u.Time, u.DeviceId,
-            u.SessionId, u.Model, u.Endpoint, u.Status, u.Streamed, u.InputTokens, u.OutputTokens, u.CacheWrite5mTokens, u.CacheWrite1hTokens,
-            u.CacheReadTokens, u.CostUsd, u.LatencyMs, u.TimeToFirstByteMs, u.Cancelled, u.UpstreamRequestId, u.CorrelationId,
-            u.CostEstimated, u.OutputEstimated)).ToListAsync();
-        return TypedResults.Ok(new PageOf<EventView>(rows, page, pageSize, total));
+        var rows = await query.OrderByDescending(u => u.Time).Skip((page - 1) * pageSize).Take(pageSize).ToListAsync();
+        return TypedResults.Ok(new PageOf<EventView>(rows.ConvertAll(EventOf), page, pageSize, total));
     }
 
     private static async Task ExportCsv(HttpContext context, ManagementContext m, DateTimeOffset? from, DateTimeOffset? to, string? device, string? model, string? session)
@@ -147,28 +144,19 @@ public static class UsageManagementApi
         context.Response.Headers.ContentDisposition = $"attachment; filename=\"usage-{start:yyyyMMdd}-{end:yyyyMMdd}.csv\"";
         await using var db = await m.Contexts.CreateDbContextAsync(context.RequestAborted);
         await using var writer = new StreamWriter(context.Response.Body, new UTF8Encoding(false), 64 * 1024);
-        await writer.WriteLineAsync("time,device_id,user_id,session_id,model,endpoint,status,streamed,input_tokens,output_tokens,cache_write_5m_tokens," +
-            "cache_write_1h_tokens,cache_read_tokens,web_search_requests,cost_usd,latency_ms,ttfb_ms,cancelled,upstream_request_id,correlation_id");
+        await writer.WriteLineAsync(UsageColumns.CsvHeader);
         await foreach (var u in Filtered(db, start, end, device, model, session).OrderBy(u => u.Time).AsAsyncEnumerable().WithCancellation(context.RequestAborted))
         {
-            var line = string.Join(',', u.Time.UtcDateTime.ToString("o", CultureInfo.InvariantCulture), Csv(u.DeviceId), Csv(u.UserId), Csv(u.SessionId),
-                Csv(u.Model), u.Endpoint, u.Status, u.Streamed ? "true" : "false", u.InputTokens, u.OutputTokens, u.CacheWrite5mTokens, u.CacheWrite1hTokens,
-                u.CacheReadTokens, u.WebSearchRequests, u.CostUsd?.ToString(CultureInfo.InvariantCulture) ?? "", u.LatencyMs.ToString("0.###", CultureInfo.InvariantCulture),
-                u.TimeToFirstByteMs?.ToString("0.###", CultureInfo.InvariantCulture) ?? "", u.Cancelled ? "true" : "false", Csv(u.UpstreamRequestId), Csv(u.CorrelationId));
-            await writer.WriteLineAsync(line);
+            await writer.WriteLineAsync(UsageColumns.CsvLine(u));
         }
     }
 
-    internal static string Csv(string? value)
-    {
-        if (string.IsNullOrEmpty(value))
-        {
-            return "";
-        }
-        // Quote when needed, and defuse spreadsheet formulas.
-        var safe = value[0] is '=' or '+' or '-' or '@' or '\t' or '\r' ? "'" + value : value;
-        return safe.IndexOfAny([',', '"', '\n', '\r']) >= 0 ? "\"" + safe.Replace("\"", "\"\"") + "\"" : safe;
-    }
+    /// <summary>An event as the operators' listing shows it: the columns marked <see cref="UsageShown.Events"/>.</summary>
+    internal static EventView EventOf(UsageEvent u) => new(Id: u.Id, Time: u.Time, DeviceId: u.DeviceId, SessionId: u.SessionId, Model: u.Model,
+        Endpoint: u.Endpoint, Status: u.Status, Streamed: u.Streamed, InputTokens: u.InputTokens, OutputTokens: u.OutputTokens,
+        CacheWrite5mTokens: u.CacheWrite5mTokens, CacheWrite1hTokens: u.CacheWrite1hTokens, CacheReadTokens: u.CacheReadTokens, CostUsd: u.CostUsd,
+        LatencyMs: u.LatencyMs, TimeToFirstByteMs: u.TimeToFirstByteMs, Cancelled: u.Cancelled, UpstreamRequestId: u.UpstreamRequestId,
+        CorrelationId: u.CorrelationId, CostEstimated: u.CostEstimated, OutputEstimated: u.OutputEstimated);
 
     private static async Task<Ok<Overview>> OverviewAsync(ManagementContext m)
     {

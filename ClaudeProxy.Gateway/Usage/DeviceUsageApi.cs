@@ -40,19 +40,14 @@ public static class DeviceUsageApi
                 query = query.Where(u => u.Model == model);
             }
             total = await query.CountAsync(context.RequestAborted);
-            items = await query.OrderByDescending(u => u.Time).Skip((page - 1) * pageSize).Take(pageSize)
-                .Select(u => new UsageItem(u.Id, u.Time, u.Model, u.Endpoint, u.Status, u.Streamed, u.InputTokens, u.OutputTokens,
-                    u.CacheWrite5mTokens, u.CacheWrite1hTokens, u.CacheReadTokens, u.CostUsd, u.SessionId, u.LatencyMs, u.Cancelled))
-                .ToListAsync(context.RequestAborted);
+            items = (await query.OrderByDescending(u => u.Time).Skip((page - 1) * pageSize).Take(pageSize).ToListAsync(context.RequestAborted)).ConvertAll(ItemOf);
         }
         else
         {
             var query = memory.Snapshot().Where(u => u.DeviceId == identity.DeviceId && u.Time >= filter.From && u.Time < filter.To
                 && (filter.Model is null || u.Model == filter.Model)).ToList();
             total = query.Count;
-            items = [.. query.OrderByDescending(u => u.Time).Skip((page - 1) * pageSize).Take(pageSize)
-                .Select(u => new UsageItem(u.Id, u.Time, u.Model, u.Endpoint, u.Status, u.Streamed, u.InputTokens, u.OutputTokens,
-                    u.CacheWrite5mTokens, u.CacheWrite1hTokens, u.CacheReadTokens, u.CostUsd, u.SessionId, u.LatencyMs, u.Cancelled))];
+            items = [.. query.OrderByDescending(u => u.Time).Skip((page - 1) * pageSize).Take(pageSize).Select(ItemOf)];
         }
         await context.Response.WriteAsJsonAsync(new UsagePage(items, page, pageSize, total), UsageApiJsonContext.Default.UsagePage, cancellationToken: context.RequestAborted);
     }
@@ -99,6 +94,11 @@ public static class DeviceUsageApi
         return new Totals(key, list.Count, list.Sum(u => u.InputTokens), list.Sum(u => u.OutputTokens), list.Sum(u => u.CacheWrite5mTokens),
             list.Sum(u => u.CacheWrite1hTokens), list.Sum(u => u.CacheReadTokens), list.Sum(u => u.CostUsd ?? 0m));
     }
+
+    /// <summary>A request as its device sees it: the columns marked <see cref="UsageShown.Device"/>.</summary>
+    internal static UsageItem ItemOf(UsageEvent u) => new(Id: u.Id, Time: u.Time, Model: u.Model, Endpoint: u.Endpoint, Status: u.Status, Streamed: u.Streamed,
+        InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, CacheWrite5mTokens: u.CacheWrite5mTokens, CacheWrite1hTokens: u.CacheWrite1hTokens,
+        CacheReadTokens: u.CacheReadTokens, CostUsd: u.CostUsd, SessionId: u.SessionId, LatencyMs: u.LatencyMs, Cancelled: u.Cancelled);
 
     private static int? Int(HttpContext context, string name) =>
         int.TryParse(context.Request.Query[name], NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : null;

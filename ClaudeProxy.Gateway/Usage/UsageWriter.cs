@@ -5,7 +5,6 @@ using System.Threading.Channels;
 using ClaudeProxy.Gateway.Telemetry;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Npgsql;
-using NpgsqlTypes;
 
 namespace ClaudeProxy.Gateway.Usage;
 
@@ -595,48 +594,7 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
         {
             foreach (var e in batch)
             {
-                importer.StartRow();
-                importer.Write(e.Id, NpgsqlDbType.Uuid);
-                importer.Write(e.Time, NpgsqlDbType.TimestampTz);
-                importer.Write(e.DeviceId, NpgsqlDbType.Text);
-                importer.Write(e.UserId, NpgsqlDbType.Text);
-                importer.Write(e.OrgId, NpgsqlDbType.Text);
-                WriteNullable(importer, e.SessionId);
-                WriteNullable(importer, e.AgentId);
-                importer.Write(e.Model, NpgsqlDbType.Text);
-                importer.Write(e.Endpoint, NpgsqlDbType.Text);
-                importer.Write(e.Status, NpgsqlDbType.Integer);
-                importer.Write(e.Streamed, NpgsqlDbType.Boolean);
-                importer.Write(e.InputTokens, NpgsqlDbType.Bigint);
-                importer.Write(e.OutputTokens, NpgsqlDbType.Bigint);
-                importer.Write(e.CacheWrite5mTokens, NpgsqlDbType.Bigint);
-                importer.Write(e.CacheWrite1hTokens, NpgsqlDbType.Bigint);
-                importer.Write(e.CacheReadTokens, NpgsqlDbType.Bigint);
-                importer.Write(e.WebSearchRequests, NpgsqlDbType.Bigint);
-                importer.Write(e.WebFetchRequests, NpgsqlDbType.Bigint);
-                if (e.CostUsd is decimal cost)
-                {
-                    importer.Write(cost, NpgsqlDbType.Numeric);
-                }
-                else
-                {
-                    importer.WriteNull();
-                }
-                importer.Write(e.LatencyMs, NpgsqlDbType.Double);
-                if (e.TimeToFirstByteMs is double ttfb)
-                {
-                    importer.Write(ttfb, NpgsqlDbType.Double);
-                }
-                else
-                {
-                    importer.WriteNull();
-                }
-                WriteNullable(importer, e.UpstreamRequestId);
-                importer.Write(e.CorrelationId, NpgsqlDbType.Text);
-                importer.Write(e.Cancelled, NpgsqlDbType.Boolean);
-                importer.Write(e.StreamError, NpgsqlDbType.Boolean);
-                importer.Write(e.CostEstimated, NpgsqlDbType.Boolean);
-                importer.Write(e.OutputEstimated, NpgsqlDbType.Boolean);
+                UsageColumns.WriteRow(importer, e);
             }
             await importer.CompleteAsync(cancellationToken);
         }
@@ -646,20 +604,6 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
         }
         await transaction.CommitAsync(cancellationToken);
         _stored.Add(batch.Count);
-    }
-
-    // Synchronous writes: they fill Npgsql's buffer and only touch the socket when it is full, which on this
-    // background loop costs far less than an async state machine per column.
-    private static void WriteNullable(NpgsqlBinaryImporter importer, string? value)
-    {
-        if (value is null)
-        {
-            importer.WriteNull();
-        }
-        else
-        {
-            importer.Write(value, NpgsqlDbType.Text);
-        }
     }
 
     /// <summary>Postgres could not be reached; <see cref="Remaining"/> lists the events not yet stored or dead-lettered, when known.</summary>
@@ -740,14 +684,10 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
 
 internal static class UsageSql
 {
-    private const string Columns = "id, time, device_id, user_id, org_id, session_id, agent_id, model, endpoint, status, streamed, input_tokens, " +
-        "output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, web_search_requests, web_fetch_requests, cost_usd, " +
-        "latency_ms, ttfb_ms, upstream_request_id, correlation_id, cancelled, stream_error, cost_estimated, output_estimated";
-
     public const string CreateStaging =
         "CREATE TEMP TABLE IF NOT EXISTS usage_staging (LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS";
 
-    public const string CopyStaging = "COPY usage_staging (" + Columns + ") FROM STDIN (FORMAT BINARY)";
+    public static readonly string CopyStaging = $"COPY usage_staging ({UsageColumns.List}) FROM STDIN (FORMAT BINARY)";
 
     private const string RollupColumns = "granularity, bucket_start, device_id, model, requests, errors, input_tokens, output_tokens, " +
         "cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, cost_usd, unpriced_requests";
@@ -767,7 +707,7 @@ internal static class UsageSql
 
     // Only rows new to usage_events reach the rollups, so a replayed batch is never counted twice.
     public static readonly string MergeStaging =
-        $"WITH inserted AS (INSERT INTO usage_events ({Columns}) SELECT {Columns} FROM usage_staging ON CONFLICT (id) DO NOTHING RETURNING *), " +
+        $"WITH inserted AS (INSERT INTO usage_events ({UsageColumns.List}) SELECT {UsageColumns.List} FROM usage_staging ON CONFLICT (id) DO NOTHING RETURNING *), " +
         $"hourly AS ({Rollup("h", "hour")} RETURNING 1) " +
         Rollup("d", "day");
 }

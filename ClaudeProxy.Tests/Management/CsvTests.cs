@@ -1,4 +1,4 @@
-using ClaudeProxy.Gateway.Management;
+using ClaudeProxy.Gateway.Usage;
 
 namespace ClaudeProxy.Tests.Management;
 
@@ -14,7 +14,7 @@ public sealed class CsvTests
     [InlineData("\r=1+1")]
     public void Cells_that_a_spreadsheet_would_evaluate_are_defused(string value)
     {
-        var cell = UsageManagementApi.Csv(value);
+        var cell = UsageColumns.CsvText(value);
         var unquoted = cell.StartsWith('"') ? cell[1..^1].Replace("\"\"", "\"") : cell;
         Assert.StartsWith("'", unquoted);
         Assert.Equal(value, unquoted[1..]);
@@ -26,5 +26,5 @@ public sealed class CsvTests
     [InlineData("say \"hi\"", "\"say \"\"hi\"\"\"")]
     [InlineData(null, "")]
     public void Ordinary_cells_are_kept_and_quoted_when_needed(string? value, string expected) =>
-        Assert.Equal(expected, UsageManagementApi.Csv(value));
+        Assert.Equal(expected, UsageColumns.CsvText(value));
 }

@@ -59,9 +59,11 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("time");
 
-                    b.HasKey("Id");
+                    b.HasKey("Id")
+                        .HasName("PK_audit_log");
 
-                    b.HasIndex("Target", "Time");
+                    b.HasIndex("Target", "Time")
+                        .HasDatabaseName("IX_audit_log_target_time");
 
                     b.ToTable("audit_log", (string)null);
                 });
@@ -140,11 +142,14 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                         .HasColumnType("character varying(128)")
                         .HasColumnName("user_id");
 
-                    b.HasKey("DeviceId");
+                    b.HasKey("DeviceId")
+                        .HasName("PK_devices");
 
-                    b.HasIndex("LastSeen");
+                    b.HasIndex("LastSeen")
+                        .HasDatabaseName("IX_devices_last_seen");
 
-                    b.HasIndex("Status");
+                    b.HasIndex("Status")
+                        .HasDatabaseName("IX_devices_status");
 
                     b.ToTable("devices", (string)null);
                 });
@@ -182,9 +187,11 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("time");
 
-                    b.HasKey("Id");
+                    b.HasKey("Id")
+                        .HasName("PK_usage_dead_letters");
 
-                    b.HasIndex("Time");
+                    b.HasIndex("Time")
+                        .HasDatabaseName("IX_usage_dead_letters_time");
 
                     b.ToTable("usage_dead_letters", (string)null);
                 });
@@ -245,14 +252,16 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                         .HasColumnType("bigint")
                         .HasColumnName("unpriced_requests");
 
-                    b.HasKey("Granularity", "BucketStart", "DeviceId", "Model");
+                    b.HasKey("Granularity", "BucketStart", "DeviceId", "Model")
+                        .HasName("PK_usage_rollups");
 
-                    b.HasIndex("Granularity", "DeviceId", "BucketStart");
+                    b.HasIndex("Granularity", "DeviceId", "BucketStart")
+                        .HasDatabaseName("IX_usage_rollups_granularity_device_id_bucket_start");
 
                     b.ToTable("usage_rollups", (string)null);
                 });
 
-            modelBuilder.Entity("ClaudeProxy.Gateway.Data.UsageRow", b =>
+            modelBuilder.Entity("ClaudeProxy.Gateway.Usage.UsageEvent", b =>
                 {
                     b.Property<Guid>("Id")
                         .HasColumnType("uuid")
@@ -369,13 +378,17 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                         .HasColumnType("bigint")
                         .HasColumnName("web_search_requests");
 
-                    b.HasKey("Id");
+                    b.HasKey("Id")
+                        .HasName("PK_usage_events");
 
-                    b.HasIndex("SessionId");
+                    b.HasIndex("SessionId")
+                        .HasDatabaseName("IX_usage_events_session_id");
 
-                    b.HasIndex("Time");
+                    b.HasIndex("Time")
+                        .HasDatabaseName("IX_usage_events_time");
 
-                    b.HasIndex("DeviceId", "Time");
+                    b.HasIndex("DeviceId", "Time")
+                        .HasDatabaseName("IX_usage_events_device_id_time");
 
                     b.ToTable("usage_events", (string)null);
                 });
