@@ -174,7 +174,7 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
                 batch.Clear();
                 if (_health.Failed(WriterService, e))
                 {
-                    LogWriterFailed(_logger, e);
+                    LogFailed(_logger, "The usage writer", "its events are kept in memory and it tries again", e);
                 }
                 await Task.Delay(_backoff.Next(), _time, _abandon.Token).ContinueWith(_ => { }, TaskScheduler.Default);
             }
@@ -257,7 +257,7 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
                 rest = [];
                 if (_health.Succeeded(WriterService))
                 {
-                    LogWriterBack(_logger);
+                    LogBack(_logger, "The usage writer is storing");
                 }
             }
             catch (DatabaseUnavailableException e)
@@ -454,7 +454,7 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
             }
             if (_health.Succeeded(ReplayService))
             {
-                LogReplayBack(_logger);
+                LogBack(_logger, "Replaying the usage spool works");
             }
         }
         catch (DatabaseUnavailableException e)
@@ -472,7 +472,7 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
             Volatile.Write(ref _spoolWaiting, true);
             if (_health.Failed(ReplayService, e))
             {
-                LogReplayFailed(_logger, e);
+                LogFailed(_logger, "Replaying the usage spool", "it is tried again", e);
             }
         }
     }
@@ -660,11 +660,12 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
     [LoggerMessage(Level = LogLevel.Error, Message = "Usage event {EventId} refused by Postgres and kept as a dead letter (source {Source}): {Reason}")]
     private static partial void LogDeadLetter(ILogger logger, Guid eventId, string source, string reason);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "The usage writer failed; its events are kept in memory and it tries again")]
-    private static partial void LogWriterFailed(ILogger logger, Exception error);
+    /// <summary>The writer's and the replay's failures and recoveries, each logged once per episode.</summary>
+    [LoggerMessage(Level = LogLevel.Error, Message = "{What} failed; {Consequence}")]
+    private static partial void LogFailed(ILogger logger, string what, string consequence, Exception error);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "The usage writer is storing again")]
-    private static partial void LogWriterBack(ILogger logger);
+    [LoggerMessage(Level = LogLevel.Information, Message = "{What} again")]
+    private static partial void LogBack(ILogger logger, string what);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "The usage spool cannot be written ({Reason}): events are held in memory until it can")]
     private static partial void LogSpoolFailed(ILogger logger, string reason);
@@ -672,11 +673,6 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
     [LoggerMessage(Level = LogLevel.Information, Message = "The usage spool is writable again")]
     private static partial void LogSpoolBack(ILogger logger);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Replaying the usage spool failed; it is tried again")]
-    private static partial void LogReplayFailed(ILogger logger, Exception error);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Replaying the usage spool works again")]
-    private static partial void LogReplayBack(ILogger logger);
 
     [LoggerMessage(Level = LogLevel.Critical, Message = "{Count} usage events were dropped: Postgres, the spool and the in-memory reserve were all unavailable or full")]
     private static partial void LogDropped(ILogger logger, int count);
