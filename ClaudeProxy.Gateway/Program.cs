@@ -2,7 +2,7 @@ using ClaudeProxy.Gateway;
 using ClaudeProxy.Gateway.Configuration;
 using ClaudeProxy.Gateway.Data;
 
-// "migrate" applies the database migrations and exits (for a Kubernetes Job); anything else runs the gateway.
+// "migrate" applies the database migrations and exits (the Kubernetes init container runs it); anything else runs the gateway.
 var migrateOnly = args is ["migrate", ..];
 WebApplication app;
 try
@@ -16,12 +16,12 @@ catch (GatewayConfigurationException e)
 }
 if (migrateOnly)
 {
-    if (app.Services.GetService<Migrator>() is not { } migrator)
+    if (!app.Services.GetRequiredService<BackingServices>().Postgres)
     {
         await Console.Error.WriteLineAsync("claudeproxy-gateway: migrate needs a database: set ConnectionStrings__claudeproxydb or DATABASE_URL.");
         return 2;
     }
-    await migrator.MigrateAsync(CancellationToken.None);
+    await app.Services.GetRequiredService<Migrator>().MigrateAsync(CancellationToken.None);
     await Console.Out.WriteLineAsync("claudeproxy-gateway: database is up to date");
     return 0;
 }

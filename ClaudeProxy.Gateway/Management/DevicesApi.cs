@@ -13,10 +13,10 @@ namespace ClaudeProxy.Gateway.Management;
 /// <summary>Devices: list, detail, register, approve, revoke, restore, edit policy, issue a token, audit trail.</summary>
 public static partial class DevicesApi
 {
-    [GeneratedRegex("^[A-Za-z0-9._:*?-]{1,100}$")]
+    [GeneratedRegex(@"^[A-Za-z0-9._:*?-]{1,100}\z")]
     private static partial Regex ModelGlob();
 
-    [GeneratedRegex("^[A-Za-z0-9._:-]{1,128}$")]
+    [GeneratedRegex(@"^[A-Za-z0-9._:-]{1,128}\z")]
     private static partial Regex DeviceIdPattern();
 
     /// <summary>The standing changes: the action (route and audit name), the status it sets, the status it needs first (any when null).</summary>

@@ -17,7 +17,7 @@ public static partial class BootstrapApi
     public const string RefreshPath = "/refresh";
     private const int MaxBodyBytes = 16 * 1024;
 
-    [GeneratedRegex("^[A-Za-z0-9._:-]{1,128}$")]
+    [GeneratedRegex(@"^[A-Za-z0-9._:-]{1,128}\z")]
     private static partial Regex DeviceIdPattern();
 
     public static IEndpointRouteBuilder MapBootstrapApi(this IEndpointRouteBuilder app)

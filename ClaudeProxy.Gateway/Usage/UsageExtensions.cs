@@ -29,6 +29,7 @@ public static class UsageExtensions
             builder.Services.AddSingleton<UsageSpool>();
             builder.Services.AddSingleton<UsageWriter>();
             builder.Services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<UsageWriter>());
+            builder.Services.AddSingleton<IDeviceUsageHistory, PostgresDeviceUsageHistory>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<UsageWriter>());
             builder.Services.AddHealthChecks().Add(new HealthCheckRegistration("usage-writer",
                 sp => new DelegateHealthCheck(sp.GetRequiredService<UsageWriter>().Check), HealthStatus.Degraded, ["ready"]));
@@ -36,6 +37,7 @@ public static class UsageExtensions
         else
         {
             builder.Services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<InMemoryUsageLog>());
+            builder.Services.AddSingleton<IDeviceUsageHistory, InMemoryDeviceUsageHistory>();
             builder.Services.AddHealthChecks().AddCheck("usage", () => HealthCheckResult.Healthy(
                 $"no Postgres configured: usage is kept in memory (the latest {InMemoryUsageLog.Capacity} events) and lost on restart"), ["ready"]);
         }

@@ -160,6 +160,11 @@ public sealed class ManagementApiTests(StackFixture fx) : IClassFixture<StackFix
         {
             await Http.AssertErrorAsync(duplicate, 409, "conflict_error");
         }
+        // A trailing newline is not part of a valid id (a pattern anchored with $ would accept it).
+        using (var newline = await manage.PostAsJsonAsync("/manage/v1/devices", new { device_id = "ci-runner-2\n" }))
+        {
+            await Http.AssertErrorAsync(newline, 400, "invalid_request_error");
+        }
         var issued = await JsonAsync(await manage.PostAsync("/manage/v1/devices/ci-runner-1/token", null));
         var handToken = issued.GetProperty("wrapper_token").GetString();
         using (var haiku = await gateway.Client.SendAsync(Http.Post("/v1/messages", """{"model":"claude-haiku-4-5","max_tokens":5,"messages":[]}""", bearer: handToken)))

@@ -63,6 +63,9 @@ public sealed class TokenTests(ProxyFixture fx) : IClassFixture<ProxyFixture>
     [InlineData("""{"device_id":""}""")]
     [InlineData("""{"device_id":"has space"}""")]
     [InlineData("""{"device_id":"slash/y"}""")]
+    // A trailing newline: a pattern anchored with $ would let it through into records and log lines.
+    [InlineData("""{"device_id":"laptop\n"}""")]
+    [InlineData("""{"device_id":"laptop\r\n"}""")]
     [InlineData("""{"device_id":12}""")]
     [InlineData("""{"app_version":"1"}""")]
     [InlineData("""{"device_id":"ok","app_version":5}""")]
