@@ -10,10 +10,12 @@ WORKDIR /src
 COPY Directory.Build.props Directory.Packages.props .editorconfig ./
 COPY ClaudeProxy.ServiceDefaults/ClaudeProxy.ServiceDefaults.csproj ClaudeProxy.ServiceDefaults/
 COPY ClaudeProxy.Contracts/ClaudeProxy.Contracts.csproj ClaudeProxy.Contracts/
+COPY ClaudeProxy.Data/ClaudeProxy.Data.csproj ClaudeProxy.Data/
 COPY ClaudeProxy.Gateway/ClaudeProxy.Gateway.csproj ClaudeProxy.Gateway/
 RUN dotnet restore ClaudeProxy.Gateway/ClaudeProxy.Gateway.csproj -a $TARGETARCH
 COPY ClaudeProxy.ServiceDefaults/ ClaudeProxy.ServiceDefaults/
 COPY ClaudeProxy.Contracts/ ClaudeProxy.Contracts/
+COPY ClaudeProxy.Data/ ClaudeProxy.Data/
 COPY ClaudeProxy.Gateway/ ClaudeProxy.Gateway/
 RUN dotnet publish ClaudeProxy.Gateway/ClaudeProxy.Gateway.csproj -c Release -a $TARGETARCH --no-restore --no-self-contained -o /app
 

@@ -48,9 +48,3 @@ public sealed record UsageEvent
     /// <summary>The answer ended before its final usage: output tokens were estimated from the streamed content.</summary>
     public bool OutputEstimated { get; init; }
 }
-
-/// <summary>Where usage events go. Enqueue never waits for the database.</summary>
-public interface IUsageSink
-{
-    void Enqueue(UsageEvent usage);
-}
