@@ -20,18 +20,8 @@ public sealed partial class AdmissionService(
     RedisAdmissionStore? redis = null,
     SettlementRetries? retries = null,
     IDeviceStandingSource? standing = null,
-    ILiveInstances? instances = null,
-    TimeProvider? time = null)
+    ILiveInstances? instances = null)
 {
-    /// <summary>
-    /// How long reads of Postgres are not tried again after one failed: while it is away (or hangs), a request that
-    /// needs a device's standing or spend gets the answer for "unreadable" at once instead of waiting for the
-    /// connection to time out first, one request after another.
-    /// </summary>
-    public static readonly TimeSpan PostgresRetryDelay = TimeSpan.FromSeconds(5);
-
-    private readonly TimeProvider _time = time ?? TimeProvider.System;
-    private long _postgresRetryAt;
     private int _degraded;
     private int _standingWarned;
     // The device's spend and counter generation in the last Redis answer this instance had, this spend period.
@@ -102,11 +92,15 @@ public sealed partial class AdmissionService(
             }
             if (needed.HasFlag(RedisAdmissionStore.Seeds.Spend))
             {
-                // Nothing was recorded for this request yet (the script asks before it admits). Without what the device
-                // already spent this period its cap cannot be checked, and a cap is not guessed at.
-                spendSeed = await ReadSpentAsync(request, cancellationToken);
-                if (spendSeed is null)
+                try
                 {
+                    spendSeed = await history.SpentMicrosAsync(request.DeviceId, request.SpendPeriodStart, cancellationToken);
+                }
+                catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+                {
+                    // Nothing was recorded for this request yet (the script asks before it admits). Without what the
+                    // device already spent this period its cap cannot be checked, and a cap is not guessed at.
+                    LogPostgresUnreadable(logger, "spend this period", e.GetType().Name, "its request is refused until it can");
                     return new Admission(AdmissionOutcome.SpendUnknown, default);
                 }
             }
@@ -125,51 +119,21 @@ public sealed partial class AdmissionService(
 
     private async ValueTask<DeviceStanding> ReadStandingAsync(string deviceId, CancellationToken cancellationToken)
     {
-        // A device Redis has never seen, while Postgres is away: let it through rather than refuse every such device,
-        // and store nothing, so that a request after Postgres is back asks again.
-        var unreadable = new DeviceStanding(RedisAdmissionStore.StandingUnreadable, 0);
-        if (PostgresResting())
-        {
-            return unreadable;
-        }
         try
         {
             return await standing!.ReadAsync(deviceId, cancellationToken);
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
-            PostgresFailed();
+            // A device Redis has never seen, while Postgres is away: let it through rather than refuse every such
+            // device, and store nothing, so the next request asks again.
             if (Interlocked.Exchange(ref _standingWarned, 1) == 0)
             {
                 LogPostgresUnreadable(logger, "standing", e.GetType().Name, "it is not checked until it can");
             }
-            return unreadable;
+            return new DeviceStanding(RedisAdmissionStore.StandingUnreadable, 0);
         }
     }
-
-    /// <summary>What the device spent this period by the durable record; null when it cannot be read now.</summary>
-    private async ValueTask<long?> ReadSpentAsync(AdmissionRequest request, CancellationToken cancellationToken)
-    {
-        if (PostgresResting())
-        {
-            return null;
-        }
-        try
-        {
-            return await history.SpentMicrosAsync(request.DeviceId, request.SpendPeriodStart, cancellationToken);
-        }
-        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
-        {
-            PostgresFailed();
-            LogPostgresUnreadable(logger, "spend this period", e.GetType().Name, "its request is refused until it can");
-            return null;
-        }
-    }
-
-    private bool PostgresResting() => _time.GetTimestamp() < Volatile.Read(ref _postgresRetryAt);
-
-    private void PostgresFailed() =>
-        Volatile.Write(ref _postgresRetryAt, _time.GetTimestamp() + (long)(PostgresRetryDelay.TotalSeconds * _time.TimestampFrequency));
 
     private void Remember(AdmissionRequest request, Admission admission)
     {
@@ -205,8 +169,14 @@ public sealed partial class AdmissionService(
         }
         else
         {
-            if (await ReadSpentAsync(request, cancellationToken) is not long spent)
+            long spent;
+            try
             {
+                spent = await history.SpentMicrosAsync(request.DeviceId, request.SpendPeriodStart, cancellationToken);
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            {
+                LogPostgresUnreadable(logger, "spend this period", e.GetType().Name, "its request is refused until it can");
                 return new Admission(AdmissionOutcome.SpendUnknown, default);
             }
             seed = redis is null ? spent : Share(request.SpendCapMicros, spent);

@@ -46,7 +46,7 @@ public static class LimitsExtensions
             backing.Redis ? sp.GetRequiredService<RedisAdmissionStore>() : null,
             backing.Redis ? sp.GetRequiredService<SettlementRetries>() : null,
             backing.Postgres ? sp.GetRequiredService<IDeviceStandingSource>() : null,
-            sp.GetService<ILiveInstances>(), sp.GetRequiredService<TimeProvider>()));
+            sp.GetService<ILiveInstances>()));
         return builder;
     }
 }

@@ -63,8 +63,8 @@ public sealed class CircuitBreakerTests : RedisStackTests
     [Fact]
     public async Task Opens_on_upstream_529_and_503_fails_fast_then_half_opens_and_closes()
     {
-        using var metrics = new MetricCapture();
         var (gateway, clock) = await GatewayAsync();
+        using var metrics = new MetricCapture(gateway.Services);
         var token = TokenForge.Make(JwtSecret, deviceId: TestSecrets.DeviceId());
 
         // 4xx answers do not count.

@@ -3,17 +3,21 @@ using System.Diagnostics.Metrics;
 
 namespace ClaudeProxy.Tests.Infrastructure;
 
-/// <summary>Records every measurement of the gateway's meter while alive, with its tags.</summary>
+/// <summary>
+/// Records every measurement of the gateway's meter while alive, with its tags: of one gateway when given its services
+/// (other gateways run in the same process while tests run in parallel), else of all.
+/// </summary>
 public sealed class MetricCapture : IDisposable
 {
     private readonly MeterListener _listener = new();
     private readonly ConcurrentQueue<(string Name, double Value, Dictionary<string, object?> Tags)> _measurements = new();
 
-    public MetricCapture()
+    public MetricCapture(IServiceProvider? gateway = null)
     {
+        var scope = gateway?.GetService(typeof(IMeterFactory));
         _listener.InstrumentPublished = (instrument, listener) =>
         {
-            if (instrument.Meter.Name == "ClaudeProxy.Gateway")
+            if (instrument.Meter.Name == "ClaudeProxy.Gateway" && (scope is null || ReferenceEquals(instrument.Meter.Scope, scope)))
             {
                 listener.EnableMeasurementEvents(instrument);
             }

@@ -169,8 +169,8 @@ public sealed class RedisLimitTests : RedisStackTests
     [Fact]
     public async Task Open_mode_falls_back_in_process_reports_degraded_and_returns_to_redis()
     {
-        using var metrics = new MetricCapture();
         var gateway = await StartGatewayAsync(s => s["REDIS_FAILURE_MODE"] = "open");
+        using var metrics = new MetricCapture(gateway.Services);
         var device = TestSecrets.DeviceId();
         var token = Token(device, rateLimit: 100);
         using (var before = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)))

@@ -34,7 +34,7 @@ public sealed class BackgroundServiceTests(StackFixture fx) : IClassFixture<Stac
         var id = gateway.Services.GetRequiredService<GatewayInstances>().Id;
         var token = await gateway.BootstrapAsync(TestSecrets.DeviceId());
         await health.WaitForAsync(GatewayInstances.Service, failing: false).WaitAsync(Wait);
-        using var metrics = new MetricCapture();
+        using var metrics = new MetricCapture(gateway.Services);
 
         // Frozen, not gone: the connection stays up and every command times out (RedisTimeoutException).
         fx.Redis.Freeze();

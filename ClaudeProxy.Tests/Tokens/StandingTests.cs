@@ -144,7 +144,7 @@ public sealed class StandingTests(StackFixture fx) : IClassFixture<StackFixture>
             (stale, "this device's policy has changed: refresh the token with POST /refresh", "policy_stale"),
         })
         {
-            using var metrics = new MetricCapture();
+            using var metrics = new MetricCapture(gateway.Services);
             using var refused = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token));
             var (_, text) = await Http.AssertErrorAsync(refused, 401, "authentication_error");
             Assert.Equal(message, text);

@@ -24,7 +24,7 @@ public sealed class UsageWriterFaultTests(StackFixture fx) : IClassFixture<Stack
         var gateway = await fx.GatewayAsync(db, s => s["ADMIN_API_KEY"] = OperatorKey);
         var writer = gateway.Services.GetRequiredService<UsageWriter>();
         var sink = gateway.Services.GetRequiredService<IUsageSink>();
-        using var metrics = new MetricCapture();
+        using var metrics = new MetricCapture(gateway.Services);
 
         // A model string with a NUL character: Postgres text cannot hold it (22021). It bypasses request validation here.
         var good = Enumerable.Range(0, 20).Select(_ => TestEvents.Usage()).ToList();
