@@ -78,11 +78,11 @@ public sealed class KubernetesModel
     /// <summary>Settings every project's pod reads from the ConfigMap.</summary>
     public SortedDictionary<string, string> Config { get; } = new(StringComparer.Ordinal);
 
-    /// <summary>The projects' secret settings (the Secret claudeproxy-secrets), with what they hold in the model.</summary>
-    public SortedDictionary<string, string> AppSecrets { get; } = new(StringComparer.Ordinal);
+    /// <summary>The projects' secret settings (the Secret claudeproxy-secrets).</summary>
+    public IEnumerable<string> AppSecrets => ProjectSecrets.Values.SelectMany(keys => keys).Distinct().Order(StringComparer.Ordinal);
 
     /// <summary>The in-cluster databases' passwords (the Secret claudeproxy-databases).</summary>
-    public SortedDictionary<string, string> DatabaseSecrets { get; } = new(StringComparer.Ordinal);
+    public SortedSet<string> DatabaseSecrets { get; } = new(StringComparer.Ordinal);
 
     /// <summary>Which secret settings each project reads.</summary>
     public SortedDictionary<string, SortedSet<string>> ProjectSecrets { get; } = new(StringComparer.Ordinal);
@@ -107,8 +107,8 @@ public sealed class KubernetesModel
             ["ingress.publicPaths"] = string.Join('\n', KubernetesPublishing.PublicPaths.Select(p =>
                 $"          - path: {p.Path}\n            pathType: {p.Type}\n            backend: {{service: {{name: gateway, port: {{name: http}}}}}}")),
             ["config"] = string.Join('\n', Config.Select(c => $"  {c.Key}: {Quote(c.Value)}")),
-            ["secretKeys.app"] = string.Join('\n', AppSecrets.Keys.Select(k => "#   " + k)),
-            ["secretKeys.databases"] = string.Join('\n', DatabaseSecrets.Keys.Select(k => "#   " + k)),
+            ["secretKeys.app"] = string.Join('\n', AppSecrets.Select(k => "#   " + k)),
+            ["secretKeys.databases"] = string.Join('\n', DatabaseSecrets.Select(k => "#   " + k)),
         };
         foreach (var (project, keys) in ProjectSecrets)
         {
@@ -182,7 +182,6 @@ public sealed class KubernetesModel
                 var resolved = await ResolveAsync(value, cancellationToken);
                 if (resolved.Secret)
                 {
-                    AppSecrets[key] = resolved.Text;
                     (ProjectSecrets.TryGetValue(name, out var keys) ? keys : ProjectSecrets[name] = new(StringComparer.Ordinal)).Add(key);
                 }
                 else
@@ -219,7 +218,7 @@ public sealed class KubernetesModel
             var resolved = await ResolveAsync(value, cancellationToken);
             if (resolved.Secret)
             {
-                DatabaseSecrets[key] = resolved.Text;
+                DatabaseSecrets.Add(key);
             }
             else
             {
