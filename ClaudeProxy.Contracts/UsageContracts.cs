@@ -9,7 +9,7 @@ public sealed record SessionView(string SessionId, string DeviceId, DateTimeOffs
 
 public sealed record EventView(Guid Id, DateTimeOffset Time, string DeviceId, string? SessionId, string Model, string Endpoint, int Status, bool Streamed,
     long InputTokens, long OutputTokens, long CacheWrite5mTokens, long CacheWrite1hTokens, long CacheReadTokens, decimal? CostUsd, double LatencyMs,
-    double? TimeToFirstByteMs, bool Cancelled, string? UpstreamRequestId, string CorrelationId, bool CostEstimated = false, bool OutputEstimated = false);
+    double? TimeToFirstByteMs, bool Cancelled, string? UpstreamRequestId, string CorrelationId, bool CostEstimated = false, bool OutputEstimated = false, string? UserEmail = null);
 
 public sealed record Overview(decimal SpendToday, decimal SpendThisMonth, long RequestsToday, long ErrorsToday, double ErrorRateToday,
     int PendingApprovals, int Devices, List<UsageTotal> TopDevices, List<SeriesPoint> SpendByDay, int DeadLetters);

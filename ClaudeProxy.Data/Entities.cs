@@ -20,6 +20,91 @@ public sealed class DeviceRecord
     public DateTimeOffset? KeyEnrolledAt { get; set; }
     public DateTimeOffset FirstSeen { get; set; }
     public DateTimeOffset LastSeen { get; set; }
+    /// <summary>The person (<see cref="UserRecord.UserId"/>) this device belongs to, if any.</summary>
+    public string? OwnerUserId { get; set; }
+}
+
+/// <summary>
+/// A person who signs in with the company's identity provider. Their requests are admitted under the device record
+/// <see cref="UserRecord.DeviceIdOf"/> (standing, policy and spend, exactly like a device's).
+/// </summary>
+public sealed class UserRecord
+{
+    public const string Active = "active";
+    public const string Deactivated = "deactivated";
+
+    /// <summary>The gateway's own id for the person: <c>usr_</c> and 16 lower-case letters and digits.</summary>
+    public required string UserId { get; set; }
+    /// <summary>The identity provider's issuer and the person's <c>sub</c> there: together they name the person.</summary>
+    public required string Issuer { get; set; }
+    public required string Subject { get; set; }
+    public string? Email { get; set; }
+    public string? Name { get; set; }
+    /// <summary>The groups the identity provider named at the last sign-in or refresh (the configured groups claim).</summary>
+    public required List<string> Groups { get; set; }
+    /// <summary><see cref="Active"/> or <see cref="Deactivated"/>.</summary>
+    public required string Status { get; set; }
+    public DateTimeOffset FirstSeen { get; set; }
+    public DateTimeOffset LastSeen { get; set; }
+
+    /// <summary>
+    /// The device record a person's requests are admitted under. Device ids cannot contain <c>@</c>, so no device
+    /// enrolled by name can take it.
+    /// </summary>
+    public static string DeviceIdOf(string userId) => "@" + userId;
+
+    /// <summary>The person whose sign-in device this is, or null for a device enrolled by name.</summary>
+    public static string? UserIdOf(string deviceId) => deviceId.StartsWith('@') ? deviceId[1..] : null;
+}
+
+/// <summary>
+/// One sign-in through the device authorization grant: the code Claude Code polls with (kept only as its SHA-256),
+/// the code the person types, and what became of it.
+/// </summary>
+public sealed class DeviceAuthorization
+{
+    public const string Pending = "pending";
+    public const string Approved = "approved";
+    public const string Denied = "denied";
+    public const string Consumed = "consumed";
+
+    public long Id { get; set; }
+    /// <summary>Hex SHA-256 of the device code.</summary>
+    public required string DeviceCodeHash { get; set; }
+    /// <summary>Eight letters of <c>BCDFGHJKMNPQRSTVWXYZ</c>, without the dash shown in the middle.</summary>
+    public required string UserCode { get; set; }
+    /// <summary><see cref="Pending"/>, <see cref="Approved"/>, <see cref="Denied"/> or <see cref="Consumed"/>.</summary>
+    public required string Status { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset ExpiresAt { get; set; }
+    /// <summary>The polling interval the client must keep; raised by each <c>slow_down</c>.</summary>
+    public int IntervalSeconds { get; set; }
+    public DateTimeOffset? LastPolledAt { get; set; }
+    /// <summary>The address that asked for the code.</summary>
+    public string? ClientAddress { get; set; }
+    /// <summary>Who signed in, once approved.</summary>
+    public string? UserId { get; set; }
+    /// <summary>The identity provider's refresh token from the sign-in, encrypted; handed to the session's first refresh token.</summary>
+    public string? IdpRefreshToken { get; set; }
+}
+
+/// <summary>
+/// A refresh token of a signed-in session (kept only as its SHA-256). Single use: each refresh spends it and issues
+/// the next of the same family; a spent token presented again revokes the whole family.
+/// </summary>
+public sealed class RefreshTokenRecord
+{
+    public long Id { get; set; }
+    public required string TokenHash { get; set; }
+    /// <summary>Every token of one sign-in shares it.</summary>
+    public Guid FamilyId { get; set; }
+    public required string UserId { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset ExpiresAt { get; set; }
+    public DateTimeOffset? UsedAt { get; set; }
+    public DateTimeOffset? RevokedAt { get; set; }
+    /// <summary>The identity provider's refresh token, encrypted: asked at each refresh whether the person may still sign in.</summary>
+    public string? IdpRefreshToken { get; set; }
 }
 
 /// <summary>A usage event Postgres refused (a data error, not an outage), kept with the reason instead of blocking the rest.</summary>

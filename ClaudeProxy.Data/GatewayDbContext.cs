@@ -17,6 +17,9 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
     public DbSet<UsageRollup> UsageRollups => Set<UsageRollup>();
     public DbSet<AuditEntry> Audit => Set<AuditEntry>();
     public DbSet<UsageDeadLetter> UsageDeadLetters => Set<UsageDeadLetter>();
+    public DbSet<UserRecord> Users => Set<UserRecord>();
+    public DbSet<DeviceAuthorization> DeviceAuthorizations => Set<DeviceAuthorization>();
+    public DbSet<RefreshTokenRecord> RefreshTokens => Set<RefreshTokenRecord>();
 
     /// <summary>The naming every <see cref="GatewayDbContext"/> is built with, at run time and at design time.</summary>
     public static void UseGatewayNaming(DbContextOptionsBuilder options) =>
@@ -38,6 +41,50 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
             e.Property(d => d.KeyAlgorithm).HasMaxLength(16);
             e.HasIndex(d => d.Status);
             e.HasIndex(d => d.LastSeen);
+            e.Property(d => d.OwnerUserId).HasMaxLength(32);
+            e.HasIndex(d => d.OwnerUserId);
+        });
+
+        modelBuilder.Entity<UserRecord>(e =>
+        {
+            e.ToTable("users");
+            e.HasKey(u => u.UserId);
+            e.Property(u => u.UserId).HasMaxLength(32);
+            e.Property(u => u.Issuer).HasMaxLength(512);
+            e.Property(u => u.Subject).HasMaxLength(255);
+            e.Property(u => u.Email).HasMaxLength(320);
+            e.Property(u => u.Name).HasMaxLength(256);
+            e.Property(u => u.Status).HasMaxLength(16);
+            e.HasIndex(u => new { u.Issuer, u.Subject }).IsUnique();
+            e.HasIndex(u => u.Email);
+        });
+
+        modelBuilder.Entity<DeviceAuthorization>(e =>
+        {
+            e.ToTable("device_authorizations");
+            e.HasKey(d => d.Id);
+            e.Property(d => d.Id).UseIdentityAlwaysColumn();
+            e.Property(d => d.DeviceCodeHash).HasMaxLength(64);
+            e.Property(d => d.UserCode).HasMaxLength(8);
+            e.Property(d => d.Status).HasMaxLength(16);
+            e.Property(d => d.ClientAddress).HasMaxLength(64);
+            e.Property(d => d.UserId).HasMaxLength(32);
+            e.HasIndex(d => d.DeviceCodeHash).IsUnique();
+            e.HasIndex(d => d.UserCode).IsUnique();
+            e.HasIndex(d => d.ExpiresAt);
+        });
+
+        modelBuilder.Entity<RefreshTokenRecord>(e =>
+        {
+            e.ToTable("refresh_tokens");
+            e.HasKey(r => r.Id);
+            e.Property(r => r.Id).UseIdentityAlwaysColumn();
+            e.Property(r => r.TokenHash).HasMaxLength(64);
+            e.Property(r => r.UserId).HasMaxLength(32);
+            e.HasIndex(r => r.TokenHash).IsUnique();
+            e.HasIndex(r => r.FamilyId);
+            e.HasIndex(r => r.UserId);
+            e.HasIndex(r => r.ExpiresAt);
         });
 
         modelBuilder.Entity<UsageEvent>(e =>

@@ -73,6 +73,8 @@ public static class UsageColumns
         Flag("stream_error", u => u.StreamError, UsageShown.Stored),
         Flag("cost_estimated", u => u.CostEstimated, UsageShown.Events),
         Flag("output_estimated", u => u.OutputEstimated, UsageShown.Events),
+        // Last, so that the CSV export only grows at its end.
+        Text("user_email", u => u.UserEmail, UsageShown.Csv | UsageShown.Events),
     ];
 
     /// <summary>The columns of the CSV export, in its order.</summary>

@@ -12,6 +12,8 @@ public sealed record UsageEvent
     public required DateTimeOffset Time { get; init; }
     public required string DeviceId { get; init; }
     public required string UserId { get; init; }
+    /// <summary>The signed-in person's email, for requests made with a sign-in token.</summary>
+    public string? UserEmail { get; init; }
     public required string OrgId { get; init; }
     /// <summary>Claude Code's <c>x-claude-code-session-id</c> and <c>x-claude-code-agent-id</c>, when sent.</summary>
     public string? SessionId { get; init; }

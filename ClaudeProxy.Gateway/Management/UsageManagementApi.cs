@@ -156,7 +156,7 @@ public static class UsageManagementApi
         Endpoint: u.Endpoint, Status: u.Status, Streamed: u.Streamed, InputTokens: u.InputTokens, OutputTokens: u.OutputTokens,
         CacheWrite5mTokens: u.CacheWrite5mTokens, CacheWrite1hTokens: u.CacheWrite1hTokens, CacheReadTokens: u.CacheReadTokens, CostUsd: u.CostUsd,
         LatencyMs: u.LatencyMs, TimeToFirstByteMs: u.TimeToFirstByteMs, Cancelled: u.Cancelled, UpstreamRequestId: u.UpstreamRequestId,
-        CorrelationId: u.CorrelationId, CostEstimated: u.CostEstimated, OutputEstimated: u.OutputEstimated);
+        CorrelationId: u.CorrelationId, CostEstimated: u.CostEstimated, OutputEstimated: u.OutputEstimated, UserEmail: u.UserEmail);
 
     private static async Task<Ok<Overview>> OverviewAsync(ManagementContext m)
     {

@@ -72,6 +72,19 @@ public static class SettingsCatalogue
     };
     public static readonly Setting UsageFlushMs = new("USAGE_FLUSH_MS", Gateway, SettingKind.Number, "Longest time an event waits before its batch is written, in milliseconds.") { Default = "250", Min = 10, Max = 1000 };
 
+    // Both: sign-in with the company's identity provider.
+    public static readonly Setting OidcAuthority = new("OIDC_AUTHORITY", Both, SettingKind.Text, "The OpenID Connect provider people sign in with (its issuer URL; discovery is read from it).") { WhenUnset = "unset (no sign-in; under the AppHost, the development provider)" };
+    public static readonly Setting OidcClientId = new("OIDC_CLIENT_ID", Both, SettingKind.Text, "The client id registered at the provider.") { WhenUnset = "required with OIDC_AUTHORITY" };
+    public static readonly Setting OidcClientSecret = new("OIDC_CLIENT_SECRET", Both, SettingKind.Text, "The client secret registered at the provider.") { WhenUnset = "unset (a public client with PKCE)" };
+    public static readonly Setting OidcGroupsClaim = new("OIDC_GROUPS_CLAIM", Both, SettingKind.Text, "The claim of the ID token or userinfo that lists a person's groups.") { Default = "groups" };
+    public static readonly Setting OidcScopes = new("OIDC_SCOPES", Both, SettingKind.List, "Scopes asked of the provider.") { Default = "openid,profile,email,offline_access" };
+
+    // The gateway: sign-in sessions.
+    public static readonly Setting UserTokenLifetimeSeconds = new("USER_TOKEN_LIFETIME_SECONDS", Gateway, SettingKind.Number, "Lifetime of a signed-in person's access token, in seconds.") { Default = "3600", Min = 60, Max = 86_400 };
+    public static readonly Setting RefreshTokenLifetimeDays = new("REFRESH_TOKEN_LIFETIME_DAYS", Gateway, SettingKind.Number, "How long a sign-in lasts without use, in days (each refresh starts it again).") { Default = "14", Min = 0.01, Max = 365 };
+    public static readonly Setting DeviceCodeLifetimeSeconds = new("DEVICE_CODE_LIFETIME_SECONDS", Gateway, SettingKind.Number, "How long a sign-in code may wait for the person, in seconds.") { Default = "600", Min = 30, Max = 3600 };
+    public static readonly Setting SignInRateLimit = new("SIGN_IN_RATE_LIMIT", Gateway, SettingKind.Number, "Sign-in codes asked for, and verification pages posted, per client address per minute.") { Default = "20", Min = 1, Max = 1_000_000 };
+
     // Both: telemetry.
     public static readonly Setting OtelExporterOtlpEndpoint = new("OTEL_EXPORTER_OTLP_ENDPOINT", Both, SettingKind.Text, "OpenTelemetry export of logs, metrics and traces.") { WhenUnset = "unset" };
     public static readonly Setting OtelServiceName = new("OTEL_SERVICE_NAME", Both, SettingKind.Text, "The service name in exported telemetry (read by OpenTelemetry).") { WhenUnset = "unset" };
@@ -87,6 +100,8 @@ public static class SettingsCatalogue
         WhenUnset = "unset (keys in the default place, possibly memory: sign-ins are lost on restart and not shared between pods; a warning at start)",
     };
     public static readonly Setting AdminSecureCookies = new("ADMIN_SECURE_COOKIES", AdminApp, SettingKind.Boolean, "Every cookie the app sets is Secure.") { Default = "false" };
+    public static readonly Setting OidcAdminGroup = new("OIDC_ADMIN_GROUP", AdminApp, SettingKind.Text, "Members of this group sign in to the admin app as operators with the identity provider.") { WhenUnset = "unset (no operator signs in with the provider)" };
+    public static readonly Setting AdminPasswordLogin = new("ADMIN_PASSWORD_LOGIN", AdminApp, SettingKind.Boolean, "The password sign-in is offered (turn it off once operators sign in with the provider).") { Default = "true" };
     public static readonly Setting AdminPort = new("PORT", AdminApp, SettingKind.Text, "The admin app's port, when ASPNETCORE_URLS does not say.") { WhenUnset = "unset (`ASPNETCORE_URLS`)" };
 
     // The platform's own variables.
@@ -105,6 +120,7 @@ public static class SettingsCatalogue
         BootstrapRateLimit, SpendCapPeriod, BreakerFailureRatio, BreakerMinimumThroughput, BreakerSamplingSeconds, BreakerBreakSeconds,
         RedisUrl, RedisConnectionString, DatabaseUrl, DatabaseConnectionString, MigrateOnStart, PricingFile, UsageSpoolDir, UsageFlushMs,
         OtelExporterOtlpEndpoint, OtelServiceName, AdminAppApiKey, AdminPasswordHash, AdminPassword, AdminUsername, GatewayManagementUrl,
-        DataProtectionKeysDir, AdminSecureCookies, AdminPort, AspNetCoreUrls, Urls, XdgStateHome, Home, TmpDir,
+        DataProtectionKeysDir, AdminSecureCookies, OidcAuthority, OidcClientId, OidcClientSecret, OidcGroupsClaim, OidcScopes,
+        UserTokenLifetimeSeconds, RefreshTokenLifetimeDays, DeviceCodeLifetimeSeconds, SignInRateLimit, OidcAdminGroup, AdminPasswordLogin, AdminPort, AspNetCoreUrls, Urls, XdgStateHome, Home, TmpDir,
     ];
 }
