@@ -1,7 +1,10 @@
 using System.Net;
 using System.Text.Json;
 using ClaudeProxy.Tests.Infrastructure;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 
@@ -292,6 +295,35 @@ public sealed class DevIdentityTests : IAsyncLifetime
         Assert.Contains("NOT FOR PRODUCTION", home);
         Assert.Contains(_idp.Logs.Lines, l => l.StartsWith("Warning", StringComparison.Ordinal) && l.Contains("NOT FOR PRODUCTION", StringComparison.Ordinal));
         Assert.DoesNotContain(_idp.Logs.Lines, l => l.Contains(_idp.ClientSecret, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task The_dev_api_answers_this_machine_only()
+    {
+        // As if every request came from another machine on the network.
+        await using var idp = await DevIdentityHost.StartAsync(configure: b =>
+            b.Services.AddSingleton<IStartupFilter>(new RemoteAddress(IPAddress.Parse("192.0.2.10"))));
+        using var disable = await idp.Client.PostAsync("dev/users/alice@example.com/disable", null).WaitAsync(Timeout);
+        Assert.Equal(HttpStatusCode.Forbidden, disable.StatusCode);
+        using var list = await idp.Client.GetAsync("dev/users").WaitAsync(Timeout);
+        Assert.Equal(HttpStatusCode.Forbidden, list.StatusCode);
+        // Alice was not disabled: she still signs in.
+        using var browser = DevIdentityHost.NewBrowser();
+        var callback = await idp.SignInAsync(browser, idp.AuthorizationUrl(Callback, Pkce.Create(), "s", "n"), DevIdentityHost.Alice.Email).WaitAsync(Timeout);
+        Assert.False(string.IsNullOrEmpty(QueryHelpers.ParseQuery(callback.Query)["code"]));
+    }
+
+    private sealed class RemoteAddress(IPAddress address) : IStartupFilter
+    {
+        public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+        {
+            app.Use((context, following) =>
+            {
+                context.Connection.RemoteIpAddress = address;
+                return following(context);
+            });
+            next(app);
+        };
     }
 
     private static void AssertPerson(TestUser user, JsonWebToken token)
