@@ -56,7 +56,7 @@ public sealed partial class IdentityProvider(IOptionsMonitor<OpenIdConnectOption
             }
             using var request = new HttpRequestMessage(HttpMethod.Post, configuration.TokenEndpoint) { Content = new FormUrlEncodedContent(form) };
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(TimeSpan.FromSeconds(10));
+            timeout.CancelAfter(TimeSpan.FromSeconds(20));
             using var response = await handler.Backchannel.SendAsync(request, timeout.Token);
             if ((int)response.StatusCode is 400 or 401)
             {
@@ -84,6 +84,13 @@ public sealed partial class IdentityProvider(IOptionsMonitor<OpenIdConnectOption
                     person = null;
                 }
             }
+            if (person is null && root.TryGetProperty("access_token", out var accessToken) && accessToken.ValueKind == JsonValueKind.String
+                && !string.IsNullOrEmpty(configuration.UserInfoEndpoint))
+            {
+                // No ID token with the refresh (providers may leave it out): what the provider says of the person now,
+                // from userinfo, so that their groups stay current.
+                person = await UserInfoAsync(handler.Backchannel, configuration.UserInfoEndpoint, accessToken.GetString()!, configuration.Issuer, subject, timeout.Token);
+            }
             return (ProviderVerdict.StillSignedIn, newRefresh, person);
         }
         catch (Exception e) when (e is HttpRequestException or OperationCanceledException or JsonException or InvalidOperationException
@@ -92,6 +99,35 @@ public sealed partial class IdentityProvider(IOptionsMonitor<OpenIdConnectOption
             LogUnavailable(logger, e.GetType().Name);
             return (ProviderVerdict.Unavailable, null, null);
         }
+    }
+
+    private async Task<SignedInPerson?> UserInfoAsync(HttpClient backchannel, string endpoint, string accessToken, string issuer, string subject,
+        CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, endpoint);
+        request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", accessToken);
+        using var response = await backchannel.SendAsync(request, cancellationToken);
+        if (!response.IsSuccessStatusCode || response.Content.Headers.ContentType?.MediaType != "application/json")
+        {
+            // A signed (JWT) userinfo answer, or none: the person is kept as they were.
+            return null;
+        }
+        using var json = await JsonDocument.ParseAsync(await response.Content.ReadAsStreamAsync(cancellationToken), cancellationToken: cancellationToken);
+        var claims = new List<Claim>();
+        foreach (var property in json.RootElement.EnumerateObject())
+        {
+            if (property.Value.ValueKind == JsonValueKind.String)
+            {
+                claims.Add(new Claim(property.Name, property.Value.GetString()!, ClaimValueTypes.String, issuer));
+            }
+            else if (property.Value.ValueKind == JsonValueKind.Array)
+            {
+                claims.AddRange(property.Value.EnumerateArray().Where(e => e.ValueKind == JsonValueKind.String)
+                    .Select(e => new Claim(property.Name, e.GetString()!, ClaimValueTypes.String, issuer)));
+            }
+        }
+        var person = PersonFrom(new ClaimsPrincipal(new ClaimsIdentity(claims)), options.GroupsClaim, issuer);
+        return person?.Subject == subject ? person : null;
     }
 
     private static List<string> Groups(IEnumerable<string> values)

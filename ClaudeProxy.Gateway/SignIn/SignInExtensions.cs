@@ -47,7 +47,7 @@ public static class SignInExtensions
             oidc.ClaimActions.MapJsonKey(options.GroupsClaim, options.GroupsClaim);
             oidc.SaveTokens = true;
             oidc.DataProtectionProvider = protection;
-            oidc.BackchannelTimeout = TimeSpan.FromSeconds(10);
+            oidc.BackchannelTimeout = TimeSpan.FromSeconds(30);
             oidc.CorrelationCookie.Name = "claudeproxy.correlation.";
             oidc.CorrelationCookie.SameSite = SameSiteMode.Lax;
             oidc.CorrelationCookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;

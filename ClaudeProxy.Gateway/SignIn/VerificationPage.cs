@@ -61,7 +61,18 @@ public static partial class VerificationPage
         }
         var properties = new AuthenticationProperties();
         properties.Items[UserCodeItem] = code;
-        await context.ChallengeAsync(SignInOptions.Scheme, properties);
+        try
+        {
+            await context.ChallengeAsync(SignInOptions.Scheme, properties);
+        }
+        catch (InvalidOperationException e) when (!context.RequestAborted.IsCancellationRequested)
+        {
+            // The provider's discovery document could not be read (the handler retries it at the next sign-in).
+            LogProviderUnreachable(context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(VerificationPage)), e.GetType().Name);
+            context.Response.Clear();
+            await WriteResultAsync(context, 503, "Sign-in unavailable",
+                "The company's sign-in page cannot be reached right now. Try again in a moment; the code stays valid until it expires.");
+        }
     }
 
     private static async Task Deny(HttpContext context, SignInStore store, SignInOptions options, SecretDataProtection protection,
@@ -206,6 +217,9 @@ public static partial class VerificationPage
                 : "The sign-in could not be completed (it may have been started in another browser, or taken too long). Start again in Claude Code.");
         },
     };
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The identity provider's discovery document could not be read ({Reason}): sign-ins wait for it")]
+    private static partial void LogProviderUnreachable(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "A sign-in came back from the identity provider unfinished ({Reason})")]
     private static partial void LogRemoteFailure(ILogger logger, string reason);

@@ -76,7 +76,14 @@ public sealed partial class DevIdentityHost : IAsyncDisposable
             configure?.Invoke(builder);
         });
         await app.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
-        return new DevIdentityHost(app, logs, clientId, clientSecret);
+        var host = new DevIdentityHost(app, logs, clientId, clientSecret);
+        // The first answers (discovery, the signing keys) are the slow ones: made before any test waits on them.
+        foreach (var path in new[] { ".well-known/openid-configuration", ".well-known/jwks" })
+        {
+            using var warm = await host.Client.GetAsync(path).WaitAsync(Waiting);
+            warm.EnsureSuccessStatusCode();
+        }
+        return host;
     }
 
     /// <summary>From now on the user cannot sign in and their refresh tokens are refused (invalid_grant).</summary>

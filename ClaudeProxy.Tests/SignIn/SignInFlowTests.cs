@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using ClaudeProxy.Gateway.SignIn;
 using ClaudeProxy.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace ClaudeProxy.Tests.SignIn;
 
@@ -167,12 +168,14 @@ public sealed partial class SignInFlowTests(StackFixture fx) : IClassFixture<Sta
         var kept = await fx.ScalarAsync<string>(database, "SELECT idp_refresh_token FROM refresh_tokens");
         Assert.False(string.IsNullOrEmpty(kept));
 
-        // While the provider still knows her, a refresh asks it and goes through.
+        // While the provider still knows her, a refresh asks it, goes through, and keeps what it says of her now.
+        _idp.Services.GetRequiredService<ClaudeProxy.DevIdentity.DevUserDirectory>().Find(DevIdentityHost.Carol.Email)!.Groups.Add("platform");
         using (var renewed = await gateway.Client.PostAsync("/oauth/token", Form(("grant_type", "refresh_token"), ("refresh_token", tokens.GetProperty("refresh_token").GetString()!))))
         {
             Assert.Equal(HttpStatusCode.OK, renewed.StatusCode);
             tokens = JsonDocument.Parse(await renewed.Content.ReadAsStringAsync()).RootElement.Clone();
         }
+        Assert.Equal(["design", "platform"], await fx.ScalarAsync<string[]>(database, "SELECT groups FROM users"));
         await _idp.DisableAsync(DevIdentityHost.Carol.Email);
         try
         {

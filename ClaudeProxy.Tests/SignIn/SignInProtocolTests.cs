@@ -153,7 +153,10 @@ public sealed partial class SignInProtocolTests(StackFixture fx) : IClassFixture
         {
             Assert.Equal("invalid_request", await OAuthErrorAsync(json));
         }
-        using (var huge = await gateway.Client.PostAsync("/oauth/device_authorization", Form(("surface", new string('x', 100_000)))))
+        // Refused from its Content-Length before a byte of it is read (the client waits for 100-continue, so it sees the answer).
+        var hugeRequest = new HttpRequestMessage(HttpMethod.Post, "/oauth/device_authorization") { Content = Form(("surface", new string('x', 100_000))) };
+        hugeRequest.Headers.ExpectContinue = true;
+        using (var huge = await gateway.Client.SendAsync(hugeRequest))
         {
             Assert.Equal("invalid_request", await OAuthErrorAsync(huge, 413));
         }
@@ -460,6 +463,15 @@ public sealed partial class SignInProtocolTests(StackFixture fx) : IClassFixture
         }
         using var poll = await PollAsync(gateway, authorization.GetProperty("device_code").GetString()!);
         Assert.Equal("access_denied", await OAuthErrorAsync(poll));
+
+        // A code still waiting, while the provider cannot be reached: a page that says so, and the code stays valid.
+        var waiting = await AuthorizeAsync(gateway);
+        using (var unreachable = await browser.PostAsync("/device", Form(("user_code", waiting.GetProperty("user_code").GetString()!), ("csrf", csrf))))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, unreachable.StatusCode);
+            Assert.Contains("cannot be reached", await unreachable.Content.ReadAsStringAsync());
+        }
+        Assert.Equal(1L, await fx.ScalarAsync<long>(database, "SELECT count(*) FROM device_authorizations WHERE status = 'pending'"));
 
         // An unknown code shows the form again with a message, not an error page.
         using var unknown = await browser.GetAsync("/device?user_code=BBBB-BBBB");
