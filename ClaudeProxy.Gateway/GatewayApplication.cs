@@ -28,6 +28,7 @@ public static class GatewayApplication
         builder.AddUsage();
         builder.AddForwarding();
         builder.AddManagement();
+        builder.AddSignIn(options);
 
         var app = builder.Build();
         if (options.TrustedProxies.Count > 0)
@@ -41,6 +42,7 @@ public static class GatewayApplication
             app.UseCors();
         }
         app.MapDefaultEndpoints();
+        app.MapSignIn();
         app.MapPrometheusMetrics();
         app.MapBootstrapApi();
         app.MapDeviceBreakerApi();

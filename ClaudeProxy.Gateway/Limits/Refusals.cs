@@ -42,6 +42,10 @@ public sealed class Refusals(GatewayOptions gateway, LimitOptions limits, Gatewa
         _ => null,
     };
 
+    /// <summary>Why a signed-in person's token is refused by their standing (deactivated, or their policy changed).</summary>
+    public const string PersonStandingMessage =
+        "your gateway sign-in is no longer valid (your access was ended or changed by an operator): run /login to sign in again";
+
     /// <summary>Writes the refusal of <paramref name="decision"/> and counts it.</summary>
     public Task WriteAsync(HttpContext context, Admission decision, AdmissionRequest request)
     {
@@ -69,6 +73,10 @@ public sealed class Refusals(GatewayOptions gateway, LimitOptions limits, Gatewa
                 return refusal.WriteAsync(context,
                     "the gateway cannot read this device's spend for its cap right now (Postgres is unavailable); retry shortly");
             case AdmissionOutcome.Revoked or AdmissionOutcome.Pending or AdmissionOutcome.PolicyStale or AdmissionOutcome.UnknownDevice:
+                if (request.DeviceId.StartsWith('@'))
+                {
+                    return Tokens.DeviceAuthenticator.WritePersonRefusalAsync(context, PersonStandingMessage);
+                }
                 return refusal.WriteAsync(context, StandingMessage(decision.Outcome)!);
             default:
                 return refusal.WriteAsync(context, LimitsUnavailable);

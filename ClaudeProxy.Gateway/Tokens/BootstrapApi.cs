@@ -110,6 +110,12 @@ public static partial class BootstrapApi
                 return;
         }
         var identity = check.Identity!;
+        if (identity.IsPerson)
+        {
+            // A sign-in is renewed with its refresh token, where the identity provider is asked again; never here.
+            await ApiErrors.WriteAsync(context, 400, "a signed-in person's token is renewed at POST /oauth/token with its refresh token, not here");
+            return;
+        }
         // Per device, not per address: behind an ingress every device arrives from the same address.
         if (!await WithinLimitAsync(context, limits, limitOptions, "refresh:" + identity.DeviceId, "too many token refreshes for this device"))
         {

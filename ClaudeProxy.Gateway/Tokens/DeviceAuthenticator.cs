@@ -21,7 +21,14 @@ public sealed class DeviceAuthenticator(TokenService tokens, IDeviceStanding sta
         var verdict = await standing.CheckAsync(identity, context.RequestAborted);
         if (verdict is not null)
         {
-            await ApiErrors.WriteAsync(context, 401, "authentication_error", verdict);
+            if (identity.IsPerson)
+            {
+                await WritePersonRefusalAsync(context, Limits.Refusals.PersonStandingMessage);
+            }
+            else
+            {
+                await ApiErrors.WriteAsync(context, 401, "authentication_error", verdict);
+            }
             return null;
         }
         return identity;
@@ -31,6 +38,11 @@ public sealed class DeviceAuthenticator(TokenService tokens, IDeviceStanding sta
     public async ValueTask<DeviceIdentity?> AuthenticateTokenAsync(HttpContext context)
     {
         var check = await tokens.ValidateAsync(CredentialReader.Read(context.Request));
+        if (check.Status == TokenStatus.Expired && check.Identity!.IsPerson)
+        {
+            await WritePersonRefusalAsync(context, "your gateway sign-in has expired: run /login to sign in again");
+            return null;
+        }
         if (check.Status != TokenStatus.Valid)
         {
             await ApiErrors.WriteAsync(context, 401, "authentication_error", check.Status switch
@@ -42,6 +54,16 @@ public sealed class DeviceAuthenticator(TokenService tokens, IDeviceStanding sta
             return null;
         }
         return check.Identity!;
+    }
+
+    /// <summary>
+    /// A 401 that ends a signed-in person's session: <c>x-should-retry: false</c> makes Claude Code ask them to sign in
+    /// again at once instead of retrying for minutes.
+    /// </summary>
+    public static Task WritePersonRefusalAsync(HttpContext context, string message)
+    {
+        context.Response.Headers["x-should-retry"] = "false";
+        return ApiErrors.WriteAsync(context, 401, "authentication_error", message);
     }
 }
 

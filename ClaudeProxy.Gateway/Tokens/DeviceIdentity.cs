@@ -11,9 +11,14 @@ public sealed class DeviceIdentity
     public int? TokenLimit { get; init; }
     public decimal? SpendCap { get; init; }
     public int PolicyVersion { get; init; }
+    /// <summary>The signed-in person's email (sign-in tokens only).</summary>
+    public string? Email { get; init; }
     public required string TokenId { get; init; }
     public DateTimeOffset IssuedAt { get; init; }
     public DateTimeOffset ExpiresAt { get; init; }
+
+    /// <summary>A person signed in with the identity provider, rather than a device enrolled by name.</summary>
+    public bool IsPerson => DeviceId.StartsWith('@');
 }
 
 /// <summary>The device's policy as it goes into a token.</summary>

@@ -41,10 +41,20 @@ public sealed class TokenService
         };
     }
 
-    public IssuedToken Issue(string deviceId, string userId, string orgId, DevicePolicy policy)
+    public IssuedToken Issue(string deviceId, string userId, string orgId, DevicePolicy policy) =>
+        Issue(deviceId, userId, orgId, policy, _options.JwtLifetime, null);
+
+    /// <summary>
+    /// A signed-in person's access token: admitted under their sign-in device record, and carrying who they are
+    /// (<c>sub</c>, <c>email</c>, <c>groups</c>, which Claude Code reads for its own telemetry).
+    /// </summary>
+    public IssuedToken IssueForPerson(Data.UserRecord user, string orgId, DevicePolicy policy, TimeSpan lifetime) =>
+        Issue(Data.UserRecord.DeviceIdOf(user.UserId), user.UserId, orgId, policy, lifetime, user);
+
+    private IssuedToken Issue(string deviceId, string userId, string orgId, DevicePolicy policy, TimeSpan lifetime, Data.UserRecord? person)
     {
         var now = _time.GetUtcNow();
-        var expires = now + _options.JwtLifetime;
+        var expires = now + lifetime;
         var claims = new Dictionary<string, object>
         {
             ["device_id"] = deviceId,
@@ -62,6 +72,15 @@ public sealed class TokenService
         if (policy.TokenLimit is { } tokenLimit)
         {
             claims["token_limit"] = tokenLimit;
+        }
+        if (person is not null)
+        {
+            claims["sub"] = person.UserId;
+            claims["groups"] = person.Groups.ToArray();
+            if (person.Email is { } email)
+            {
+                claims["email"] = email;
+            }
         }
         var token = _handler.CreateToken(new SecurityTokenDescriptor
         {
@@ -135,6 +154,7 @@ public sealed class TokenService
         int? tokenLimit = jwt.TryGetPayloadValue<int>("token_limit", out var tl) && tl > 0 ? tl : null;
         decimal? spendCap = jwt.TryGetPayloadValue<double>("spend_cap", out var cap) ? (decimal)cap : null;
         jwt.TryGetPayloadValue<int>("policy_version", out var policyVersion);
+        jwt.TryGetPayloadValue<string>("email", out var email);
         return new DeviceIdentity
         {
             DeviceId = deviceId,
@@ -145,6 +165,7 @@ public sealed class TokenService
             TokenLimit = tokenLimit,
             SpendCap = spendCap,
             PolicyVersion = policyVersion,
+            Email = string.IsNullOrEmpty(email) ? null : email,
             TokenId = jti,
             IssuedAt = jwt.IssuedAt == DateTime.MinValue ? DateTimeOffset.MinValue : new DateTimeOffset(jwt.IssuedAt, TimeSpan.Zero),
             ExpiresAt = new DateTimeOffset(jwt.ValidTo, TimeSpan.Zero),

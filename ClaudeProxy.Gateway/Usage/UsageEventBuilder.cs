@@ -48,6 +48,7 @@ public sealed partial class UsageEventBuilder(PriceBook prices, GatewayMetrics m
             Time = time.GetUtcNow(),
             DeviceId = identity.DeviceId,
             UserId = identity.UserId,
+            UserEmail = identity.Email,
             OrgId = identity.OrgId,
             SessionId = Header(context.Request.Headers, "x-claude-code-session-id"),
             AgentId = Header(context.Request.Headers, "x-claude-code-agent-id"),
