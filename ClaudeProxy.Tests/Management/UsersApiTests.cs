@@ -15,9 +15,11 @@ namespace ClaudeProxy.Tests.Management;
 /// <summary>People in the management API: listing, detail, deactivation and reactivation, devices owned by a person.</summary>
 public sealed class UsersApiTests(StackFixture fx) : IClassFixture<StackFixture>
 {
-    private async Task<(GatewayHost Gateway, HttpClient Manage)> StartAsync()
+    private async Task<(GatewayHost Gateway, HttpClient Manage)> StartAsync() => await StartAsync(await fx.Postgres.CreateDatabaseAsync());
+
+    private async Task<(GatewayHost Gateway, HttpClient Manage)> StartAsync(string database)
     {
-        var gateway = await fx.GatewayAsync(await fx.Postgres.CreateDatabaseAsync(), s => s["ADMIN_API_KEY"] = TestSecrets.OperatorKey);
+        var gateway = await fx.GatewayAsync(database, s => s["ADMIN_API_KEY"] = TestSecrets.OperatorKey);
         var manage = new HttpClient { BaseAddress = gateway.ManagementUrl };
         manage.DefaultRequestHeaders.Authorization = new("Bearer", TestSecrets.OperatorKey);
         manage.DefaultRequestHeaders.Add("x-operator", "ops@acme");
@@ -255,6 +257,28 @@ public sealed class UsersApiTests(StackFixture fx) : IClassFixture<StackFixture>
             Assert.Equal(Status(audit[i - 1].After!), Status(audit[i].Before!));
         }
         Assert.Equal(user.Status, Status(audit[^1].After!));
+    }
+
+    [Fact]
+    public async Task Malformed_ids_are_refused_before_the_database_is_asked()
+    {
+        var database = await fx.Postgres.CreateDatabaseAsync();
+        var (_, manage) = await StartAsync(database);
+        var paths = await JsonAsync(await manage.GetAsync("/manage/v1/openapi/management.json"));
+        Assert.Contains("/manage/v1/users/{id}/deactivate", paths.GetProperty("paths").EnumerateObject().Select(p => p.Name));
+        await fx.ExecuteAsync("postgres", $"DROP DATABASE \"{database}\" WITH (FORCE)");
+
+        using (var wellFormed = await manage.PostAsync($"/manage/v1/users/{NewUserId()}/deactivate", null))
+        {
+            Assert.True((int)wellFormed.StatusCode >= 500, $"a well-formed id needs the database, which is gone: {(int)wellFormed.StatusCode}");
+        }
+        foreach (var path in new[] { "/manage/v1/users/usr_NOPE/deactivate", "/manage/v1/users/usr_NOPE/reactivate" })
+        {
+            using var response = await manage.PostAsync(path, null);
+            await Http.AssertErrorAsync(response, 400, "invalid_request_error");
+        }
+        using var get = await manage.GetAsync("/manage/v1/users/%40usr_aaaaaaaaaaaaaaaa");
+        await Http.AssertErrorAsync(get, 400, "invalid_request_error");
     }
 
     [Fact]
