@@ -2,7 +2,8 @@
 # Runs the whole system under Aspire: installs what is missing (redis-server, PostgreSQL, the Aspire CLI as a local
 # tool), builds, and runs the AppHost, which starts Redis, PostgreSQL, the migrations, the gateway (and the Anthropic
 # simulator when ANTHROPIC_API_KEY is not set) and the admin app on http://localhost:3001 (proxy), :3002 (management
-# API) and :3003 (admin app), with Aspire's dashboard on http://localhost:18888 (the login link is printed).
+# API) and :3003 (admin app), with Aspire's dashboard on http://localhost:18888 (the login link is printed). Without
+# OIDC_AUTHORITY, the development identity provider (NOT FOR PRODUCTION) runs on :3004 for sign-in.
 # Ctrl-C stops everything. Settings are the AppHost's: --Gateways N, --DataDir DIR.
 # "./run.sh publish" writes the Kubernetes base deploy/k8s/base (with aspire-manifest.json) from the application model instead.
 set -euo pipefail

@@ -15,10 +15,14 @@ namespace ClaudeProxy.AnthropicSimulator;
 /// </summary>
 public static class SimulatorApi
 {
-    public static readonly string[] Models =
+    /// <summary>The models it knows, as the real API lists them: newest first, each with its display name and release date.</summary>
+    public static readonly (string Id, string DisplayName, string CreatedAt)[] Models =
     [
-        "claude-opus-4-5-20251101", "claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001",
-        "claude-opus-4-1-20250805", "claude-3-5-haiku-20241022",
+        ("claude-opus-4-5-20251101", "Claude Opus 4.5", "2025-11-24T00:00:00Z"),
+        ("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-15T00:00:00Z"),
+        ("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
+        ("claude-opus-4-1-20250805", "Claude Opus 4.1", "2025-08-05T00:00:00Z"),
+        ("claude-3-5-haiku-20241022", "Claude Haiku 3.5", "2024-10-22T00:00:00Z"),
     ];
 
     public const string SimulatorOrganizationId = "8c5e7a42-5b1d-4c0e-9a51-simulator-org";
@@ -229,8 +233,36 @@ public static class SimulatorApi
         {
             return;
         }
-        var data = new JsonArray([.. Models.Select(ModelJson)]);
-        await sim.WriteJson(new JsonObject { ["data"] = data, ["has_more"] = false, ["first_id"] = Models[0], ["last_id"] = Models[^1] });
+        // Anthropic's paging: limit 1 to 1000 (20 by default), and the page just after after_id or just before before_id.
+        var query = ctx.Request.Query;
+        var limit = 20;
+        if (query.ContainsKey("limit") && (!int.TryParse(query["limit"], NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit is < 1 or > 1000))
+        {
+            await WriteError(ctx, 400, "invalid_request_error", "limit: Input should be an integer from 1 to 1000");
+            return;
+        }
+        var ids = Models.Select(m => m.Id).ToList();
+        int start, end;
+        bool hasMore;
+        if (query["before_id"].ToString() is { Length: > 0 } before)
+        {
+            end = Math.Max(0, ids.IndexOf(before));
+            start = Math.Max(0, end - limit);
+            hasMore = start > 0;
+        }
+        else
+        {
+            start = query["after_id"].ToString() is { Length: > 0 } after ? (ids.IndexOf(after) is var i and >= 0 ? i + 1 : ids.Count) : 0;
+            end = Math.Min(ids.Count, start + limit);
+            hasMore = end < ids.Count;
+        }
+        var page = Models[start..end];
+        var data = new JsonArray([.. page.Select(m => ModelJson(m.Id))]);
+        await sim.WriteJson(new JsonObject
+        {
+            ["data"] = data, ["has_more"] = hasMore,
+            ["first_id"] = page.Length > 0 ? page[0].Id : null, ["last_id"] = page.Length > 0 ? page[^1].Id : null,
+        });
     }
 
     private static async Task GetModel(HttpContext ctx, string id)
@@ -239,7 +271,7 @@ public static class SimulatorApi
         {
             return;
         }
-        if (!Models.Contains(id))
+        if (!Models.Any(m => m.Id == id))
         {
             await WriteError(ctx, 404, "not_found_error", $"model: {id}");
             return;
@@ -247,10 +279,11 @@ public static class SimulatorApi
         await sim.WriteJson(ModelJson(id));
     }
 
-    private static JsonNode ModelJson(string id) => new JsonObject
+    private static JsonObject ModelJson(string id)
     {
-        ["type"] = "model", ["id"] = id, ["display_name"] = id, ["created_at"] = "2025-01-01T00:00:00Z",
-    };
+        var (_, displayName, createdAt) = Models.First(m => m.Id == id);
+        return new JsonObject { ["type"] = "model", ["id"] = id, ["display_name"] = displayName, ["created_at"] = createdAt };
+    }
 
     internal static Task WriteError(HttpContext ctx, int status, string type, string message)
     {

@@ -13,6 +13,7 @@ var redis = builder.AddLocalRedis("redis", Path.Combine(data, "redis"), builder.
 var db = builder.AddLocalPostgres("postgres", "claudeproxydb", Path.Combine(data, "postgres"), builder.AddSecret(secrets, "postgres-password", "a database password"));
 var jwtSecret = builder.AddSecret(secrets, "jwt-secret", "at least 32 random bytes", 48);
 var adminApiKey = builder.AddSecret(secrets, "admin-api-key", "a random operator key");
+var identity = builder.AddIdentityProvider(secrets, Port(3004));
 
 var migrations = builder.AddProject<Projects.ClaudeProxy_Gateway>("migrations")
     .WithArgs("migrate")
@@ -28,6 +29,7 @@ var gateway = builder.AddProject<Projects.ClaudeProxy_Gateway>("gateway")
     .WithEnvironment("MIGRATE_ON_START", "false")
     .WithAnthropic(builder, secrets)
     .WithLocalSettings(data)
+    .WithIdentityProvider(identity)
     .WaitFor(redis).WaitForCompletion(migrations)
     .WithReplicas(builder.Configuration.GetValue("Gateways", builder.ExecutionContext.IsPublishMode ? 2 : 1))
     .DisableForwardedHeaders();
@@ -38,6 +40,7 @@ builder.AddProject<Projects.ClaudeProxy_Admin>("admin")
     .WithReference(gateway.GetEndpoint("management"))
     .WithEnvironment("ADMIN_API_KEY", adminApiKey)
     .WithAdminPassword(builder, secrets)
+    .WithIdentityProvider(identity, admin: true)
     .WithLoopbackOnly()
     .WaitFor(gateway);
 

@@ -49,6 +49,7 @@ public static class GatewayApplication
         app.MapDeviceUsageApi();
         app.MapManagementApi();
         app.MapAnthropicApi();
+        app.MapGatewayModeApi();
         app.MapFallback(ctx => ApiErrors.WriteAsync(ctx, 404, "not_found_error", $"{ctx.Request.Method} {ctx.Request.Path} is not served by this gateway"));
         if (!backing.Postgres)
         {

@@ -19,6 +19,7 @@ ensure_redis
 ensure_postgres
 command -v wrk >/dev/null 2>&1 || apt_install wrk
 command -v curl >/dev/null 2>&1 || apt_install curl
+command -v python3 >/dev/null 2>&1 || apt_install python3
 
 ROUNDS=${ROUNDS:-3}
 BASELINE=${BASELINE:-}
@@ -74,6 +75,13 @@ dotnet "$root/bench/ClaudeProxy.Benchmarks/bin/Release/net10.0/ClaudeProxy.Bench
 pids+=($!)
 
 random_secret() { echo "bench-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"; }
+# The development identity provider, for a signed-in person's token (compared with a device's in S1 and S2).
+idp_port=$(free_port)
+idp_secret=$(random_secret)
+env DevIdentity__Clients__0__ClientId=claudeproxy-bench DevIdentity__Clients__0__ClientSecret="$idp_secret" \
+  DevIdentity__Clients__0__AllowLoopbackRedirectUris=true \
+  dotnet "$root/ClaudeProxy.DevIdentity/bin/Release/net10.0/ClaudeProxy.DevIdentity.dll" --urls "http://127.0.0.1:$idp_port" >"$work/idp.log" 2>&1 &
+pids+=($!)
 # full_gateway CHECKOUT PORT DATABASE UPSTREAM_PORT NAME: a gateway with every feature on, in the background.
 full_gateway() {
   env ANTHROPIC_API_KEY="$simkey" ANTHROPIC_BASE_URL="http://127.0.0.1:$4" \
@@ -82,6 +90,7 @@ full_gateway() {
     REDIS_URL="redis://127.0.0.1:$redis_port" DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/$3" \
     RATE_LIMIT_MAX=1000000 RATE_LIMIT_WINDOW=1000 TOKEN_LIMIT_PER_MINUTE=1000000000 DEFAULT_SPEND_CAP=1000000 \
     MAX_CONCURRENT_REQUESTS_PER_DEVICE=10000 USAGE_SPOOL_DIR="$work/spool-$5" LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
+    OIDC_AUTHORITY="http://127.0.0.1:$idp_port/" OIDC_CLIENT_ID=claudeproxy-bench OIDC_CLIENT_SECRET="$idp_secret" \
     dotnet "$1/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll" >"$work/$5.log" 2>&1 &
 }
 gw_port=$(free_port)
@@ -121,6 +130,8 @@ fi
 rss_start=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status")
 token=$(curl -s "http://127.0.0.1:$gw_port/bootstrap" -H 'content-type: application/json' -d '{"device_id":"bench-device"}' \
   | sed 's/.*"wrapper_token":"\([^"]*\)".*/\1/')
+wait_http "http://127.0.0.1:$idp_port/.well-known/openid-configuration"
+person_token=$(python3 bench/sign-in.py "http://127.0.0.1:$gw_port" alice@example.com dev-password)
 local_token=$(curl -s "http://127.0.0.1:$local_port/bootstrap" -H 'content-type: application/json' -d '{"device_id":"bench-device"}' \
   | sed 's/.*"wrapper_token":"\([^"]*\)".*/\1/')
 
@@ -145,6 +156,7 @@ wrk_run() {
     bare) url=$bare_url key=$simkey tok="" ;;
     local) url=$local_url key="" tok=$local_token ;;
     baseline) url=$baseline_url key="" tok=$baseline_token ;;
+    person) url=$gateway_url key="" tok=$person_token ;;
     *) url=$gateway_url key="" tok=$token ;;
   esac
   BENCH_BODY=$body BENCH_KEY=$key BENCH_TOKEN=$tok BENCH_HEADER=$header \
@@ -187,6 +199,11 @@ for round in $(seq 1 "$ROUNDS"); do
     read -r _ p50 p99 _ < <(wrk_run "$target" 1 1 "$small");   add "s1.p50.$target" "$p50"; add "s1.p99.$target" "$p99"
     read -r _ p50 p99 _ < <(wrk_run "$target" 1 1 "$big");     add "s4.p50.$target" "$p50"; add "s4.p99.$target" "$p99"
     read -r rps p50 p99 _ < <(wrk_run "$target" 2 64 "$small"); add "s2.rps.$target" "$rps"; add "s2.p50.$target" "$p50"; add "s2.p99.$target" "$p99"
+    if [ "$target" = gateway ]; then
+      # The same gateway, with a signed-in person's token instead of a device's.
+      read -r _ p50 p99 _ < <(wrk_run person 1 1 "$small");     add "s1.p50.person" "$p50"; add "s1.p99.person" "$p99"
+      read -r rps p50 p99 _ < <(wrk_run person 2 64 "$small");  add "s2.rps.person" "$rps"; add "s2.p50.person" "$p50"; add "s2.p99.person" "$p99"
+    fi
   done
 done
 
@@ -333,6 +350,17 @@ process over YARP alone, and Redis and Postgres over that.
   Npgsql, StackExchange.Redis and OpenTelemetry, and the mapped assembly files) and keeps what its pools grew to under
   S2's load; the 256 open streams themselves add $(awk -v a="$rss_before" -v b="$peak" 'BEGIN { printf "%.0f", (b - a) / 1024 }') MB.
 MD
+person_row() {
+  local d p
+  d=$(med "$1.gateway"); p=$(med "$1.person")
+  case $3 in
+    us) printf '| %s | %s ms | %s ms | %s ms |\n' "$2" "$(us_to_ms "$d")" "$(us_to_ms "$p")" "$(diff_ms "$d" "$p")" ;;
+    rps) printf '| %s | %.0f | %.0f | %+.1f %% |\n' "$2" "$d" "$p" "$(awk -v a="$d" -v b="$p" 'BEGIN { print 100 * (b - a) / a }')" ;;
+  esac
+}
+printf '\n## A signed-in person against a device\n\nThe same gateway in the same rounds, with the token of a person signed in through the identity provider (`bench/sign-in.py`\nagainst the development provider) instead of a device'"'"'s: the same checks, under the person'"'"'s own sign-in record.\n\n'
+printf '| figure | device token | person token | person − device |\n|---|---|---|---|\n'
+person_row s1.p50 "S1 p50" us; person_row s1.p99 "S1 p99" us; person_row s2.rps "S2 requests/s" rps; person_row s2.p50 "S2 p50" us
 if [ -n "$BASELINE" ]; then
   before_after() {
     local b g

@@ -16,6 +16,7 @@ public static class ForwardingExtensions
         builder.Services.AddSingleton<UpstreamClient>();
         builder.Services.AddSingleton<UpstreamTransformer>();
         builder.Services.AddSingleton<ProxyHandler>();
+        builder.Services.AddSingleton<ModelsHandler>();
         // The request path's stages, each called in turn by ProxyHandler.
         builder.Services.AddSingleton<UpstreamForwarder>();
         builder.Services.AddSingleton<Limits.Reservations>();
@@ -25,8 +26,9 @@ public static class ForwardingExtensions
     }
 
     /// <summary>
-    /// The wire contract: the metered Anthropic routes, a local answer to <c>/api/hello</c>, and 404 in Anthropic's
-    /// shape for any other path, so the master key never reaches an endpoint the gateway does not meter.
+    /// The wire contract: the metered Anthropic routes (of the models, those the caller may use: <see cref="ModelsHandler"/>),
+    /// a local answer to <c>/api/hello</c>, and 404 in Anthropic's shape for any other path, so the master key never
+    /// reaches an endpoint the gateway does not meter.
     /// </summary>
     public static IEndpointRouteBuilder MapAnthropicApi(this IEndpointRouteBuilder app)
     {
@@ -34,8 +36,9 @@ public static class ForwardingExtensions
         app.MapPost("/v1/messages", ctx => handler.HandleAsync(ctx, ApiRoute.Messages));
         app.MapPost("/v1/messages/count_tokens", ctx => handler.HandleAsync(ctx, ApiRoute.CountTokens));
         app.MapPost("/v1/complete", ctx => handler.HandleAsync(ctx, ApiRoute.Complete));
-        app.MapGet("/v1/models", ctx => handler.HandleAsync(ctx, ApiRoute.Models));
-        app.MapGet("/v1/models/{id}", ctx => handler.HandleAsync(ctx, ApiRoute.Models));
+        var models = app.ServiceProvider.GetRequiredService<ModelsHandler>();
+        app.MapGet("/v1/models", ctx => models.ListAsync(ctx));
+        app.MapGet("/v1/models/{id}", (HttpContext ctx, string id) => models.RetrieveAsync(ctx, id));
         app.MapMethods("/api/hello", ["GET", "HEAD"], (HttpContext ctx) =>
         {
             ctx.Response.ContentType = "application/json";

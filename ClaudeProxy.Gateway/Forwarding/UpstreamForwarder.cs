@@ -23,4 +23,8 @@ public sealed class UpstreamForwarder(IHttpForwarder forwarder, UpstreamClient c
     /// <summary>Forwards the request and copies the answer to the response as it comes; an error is for <see cref="ForwarderErrors"/>.</summary>
     public ValueTask<ForwarderError> SendAsync(HttpContext context) =>
         forwarder.SendAsync(context, _destination, client.Invoker, _requestConfig, transformer, context.RequestAborted);
+
+    /// <summary>As <see cref="SendAsync(HttpContext)"/>, with a transformer of the route's own that builds on <see cref="UpstreamTransformer"/>.</summary>
+    public ValueTask<ForwarderError> SendAsync(HttpContext context, HttpTransformer routeTransformer) =>
+        forwarder.SendAsync(context, _destination, client.Invoker, _requestConfig, routeTransformer, context.RequestAborted);
 }

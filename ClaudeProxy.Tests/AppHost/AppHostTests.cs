@@ -64,6 +64,12 @@ public sealed partial class AppHostTests
             Assert.Equal("/", signIn.Headers.Location?.ToString());
             using var home = await admin.GetAsync("/").WaitAsync(TimeSpan.FromSeconds(30));
             Assert.Equal(HttpStatusCode.OK, home.StatusCode);
+
+            // Without OIDC_AUTHORITY the development identity provider runs, and its client secret was generated locally.
+            using var devIdentity = appHost.Client("devidentity");
+            var discovery = JsonDocument.Parse(await devIdentity.GetStringAsync("/.well-known/openid-configuration").WaitAsync(TimeSpan.FromSeconds(30))).RootElement;
+            Assert.StartsWith(discovery.GetProperty("issuer").GetString()!, discovery.GetProperty("authorization_endpoint").GetString(), StringComparison.Ordinal);
+            Assert.True(secrets.ContainsKey("devidentity-client-secret"));
         }
         finally
         {

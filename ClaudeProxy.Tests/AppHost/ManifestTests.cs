@@ -68,11 +68,30 @@ public sealed class ManifestTests : IAsyncLifetime
                     mine = RelativePaths(mine);
                 }
                 Assert.True(fresh == mine, $"deploy/k8s/base/{name} is out of date: run aspire publish -o deploy/k8s/base (or ./run.sh publish)");
+                AssertNothingOfTheDevelopmentProvider(name!, fresh);
             }
         }
         finally
         {
             Directory.Delete(k8s, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void The_committed_base_has_nothing_of_the_development_identity_provider()
+    {
+        foreach (var file in Directory.GetFiles(Base))
+        {
+            AssertNothingOfTheDevelopmentProvider(Path.GetFileName(file), File.ReadAllText(file));
+        }
+    }
+
+    /// <summary>The development provider runs under `aspire run` only: no workload, setting or secret of it is ever deployed.</summary>
+    private static void AssertNothingOfTheDevelopmentProvider(string file, string text)
+    {
+        foreach (var trace in new[] { "devidentity", "DevIdentity__", global::ClaudeProxy.DevIdentity.DevIdentityOptions.DefaultClientSecret, global::ClaudeProxy.DevIdentity.DevIdentityOptions.DefaultPassword })
+        {
+            Assert.False(text.Contains(trace, StringComparison.OrdinalIgnoreCase), $"deploy/k8s/base/{file} mentions {trace}");
         }
     }
 

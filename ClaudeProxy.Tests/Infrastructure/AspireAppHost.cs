@@ -14,7 +14,7 @@ namespace ClaudeProxy.Tests.Infrastructure;
 /// </summary>
 public sealed class AspireAppHost : IAsyncDisposable
 {
-    public static readonly string[] Services = ["redis", "postgres", "claudeproxydb", "anthropic-simulator", "gateway", "admin"];
+    public static readonly string[] Services = ["redis", "postgres", "claudeproxydb", "anthropic-simulator", "devidentity", "gateway", "admin"];
     private static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(4);
 
     private AspireAppHost(DistributedApplication app, string data)
