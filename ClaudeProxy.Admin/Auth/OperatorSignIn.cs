@@ -55,6 +55,8 @@ public sealed class OperatorSignInOptions
 
     private static string NameOf(Uri authority) => authority.Host switch
     {
+        // A provider on this machine is the development one that the AppHost and the tests run.
+        _ when IsLoopback(authority) => "the development identity provider",
         "login.microsoftonline.com" or "sts.windows.net" => "Microsoft",
         "accounts.google.com" => "Google",
         var h when h.EndsWith(".okta.com", StringComparison.OrdinalIgnoreCase) => "Okta",
