@@ -25,6 +25,9 @@ public static partial class KubernetesPublishing
     public static readonly (string Path, string Type)[] PublicPaths =
     [
         ("/v1", "Prefix"), ("/refresh", "Exact"), ("/api/hello", "Exact"), ("/admin/usage", "Exact"), ("/admin/stats", "Exact"), ("/admin/circuit-breaker", "Exact"),
+        // Claude Code's gateway sign-in: discovery, the OAuth endpoints and the provider's callback, the verification
+        // page people's browsers open, and the settings Claude Code fetches.
+        ("/.well-known/oauth-authorization-server", "Exact"), ("/oauth", "Prefix"), ("/device", "Prefix"), ("/managed/settings", "Exact"),
     ];
 
     /// <summary>

@@ -280,7 +280,11 @@ public sealed class ManifestTests : IAsyncLifetime
         }
         foreach (var e in container.Env ?? [])
         {
-            env[e.Name] = e.Value ?? (e.ValueFrom.SecretKeyRef is { } s ? secrets[s.Key] : config[e.ValueFrom.ConfigMapKeyRef.Key]);
+            if (e.ValueFrom?.SecretKeyRef is { Optional: true } optional && !secrets.ContainsKey(optional.Key))
+            {
+                continue;
+            }
+            env[e.Name] = e.Value ?? (e.ValueFrom!.SecretKeyRef is { } s ? secrets[s.Key] : config[e.ValueFrom.ConfigMapKeyRef.Key]);
         }
         return env;
     }
@@ -299,8 +303,8 @@ public sealed class ManifestTests : IAsyncLifetime
         var expected = new Dictionary<string, string[]>
         {
             ["gateway/migrate"] = ["ConnectionStrings__claudeproxydb"],
-            ["gateway/gateway"] = ["ADMIN_API_KEY", "ANTHROPIC_API_KEY", "ConnectionStrings__claudeproxydb", "ConnectionStrings__redis", "JWT_SECRET"],
-            ["admin/admin"] = ["ADMIN_API_KEY", "ADMIN_PASSWORD_HASH"],
+            ["gateway/gateway"] = ["ADMIN_API_KEY", "ANTHROPIC_API_KEY", "ConnectionStrings__claudeproxydb", "ConnectionStrings__redis", "JWT_SECRET", "OIDC_CLIENT_SECRET"],
+            ["admin/admin"] = ["ADMIN_API_KEY", "ADMIN_PASSWORD_HASH", "OIDC_CLIENT_SECRET"],
             ["redis/redis"] = ["REDIS_PASSWORD"],
             ["postgres/postgres"] = ["POSTGRES_PASSWORD"],
             ["postgres-backup/backup"] = ["POSTGRES_PASSWORD"],
@@ -320,7 +324,8 @@ public sealed class ManifestTests : IAsyncLifetime
                 var refs = (container.Env ?? []).Where(e => e.ValueFrom?.SecretKeyRef is not null).Select(e => e.ValueFrom.SecretKeyRef).ToList();
                 foreach (var r in refs)
                 {
-                    Assert.True(provided.TryGetValue(r.Name, out var keys) && keys.Contains(r.Key), $"{name}/{container.Name}: {r.Name}/{r.Key} is provided by nothing");
+                    // An optional key (the identity provider's client secret) is there only when the company signs people in.
+                    Assert.True(r.Optional == true || provided.TryGetValue(r.Name, out var keys) && keys.Contains(r.Key), $"{name}/{container.Name}: {r.Name}/{r.Key} is provided by nothing");
                 }
                 seen[$"{name}/{container.Name}"] = [.. refs.Select(r => r.Key).Distinct().Order(StringComparer.Ordinal)];
             }
@@ -498,9 +503,14 @@ public sealed class ManifestTests : IAsyncLifetime
         Assert.Contains("10.0.0.0/8", https.To.First(t => t.IpBlock.Cidr == "0.0.0.0/0").IpBlock.Except);
 
         var admin = policies["admin"];
-        var adminOut = Assert.Single(admin.Spec.Egress);
+        Assert.Equal(2, admin.Spec.Egress.Count);
+        var adminOut = admin.Spec.Egress.Single(e => e.To.Any(t => t.PodSelector is not null));
         Assert.Equal("gateway", adminOut.To.Single().PodSelector.MatchLabels["app.kubernetes.io/component"]);
         Assert.Equal(["3002"], adminOut.Ports.Select(p => p.Port.Value));
+        // The identity provider operators sign in with: https to public addresses only, like the gateway's upstream.
+        var provider = admin.Spec.Egress.Single(e => e.To.Any(t => t.IpBlock is not null));
+        Assert.Equal(["443"], provider.Ports.Select(p => p.Port.Value));
+        Assert.Contains("10.0.0.0/8", provider.To.First(t => t.IpBlock.Cidr == "0.0.0.0/0").IpBlock.Except);
         foreach (var name in new[] { "redis", "postgres" })
         {
             Assert.Null(policies[name].Spec.Egress);
