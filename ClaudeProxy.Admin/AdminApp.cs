@@ -38,7 +38,12 @@ public static class AdminApp
         builder.Services.AddRazorComponents().AddInteractiveServerComponents();
         builder.Services.AddMudServices();
         builder.Services.AddCascadingAuthenticationState();
-        builder.Services.AddAuthentication(CookieAuthenticationDefaults.AuthenticationScheme).AddCookie(cookie =>
+        var authentication = builder.Services.AddAuthentication(CookieAuthenticationDefaults.AuthenticationScheme);
+        if (options.IdentityProvider is { } identityProvider)
+        {
+            authentication.AddOperatorSignIn(identityProvider);
+        }
+        authentication.AddCookie(cookie =>
         {
             cookie.LoginPath = "/login";
             cookie.Cookie.Name = "claudeproxy.admin";
@@ -64,6 +69,10 @@ public static class AdminApp
         app.MapDefaultEndpoints();
         app.MapStaticAssets().AllowAnonymous();
         app.MapAccountEndpoints();
+        if (options.IdentityProvider is not null)
+        {
+            app.MapOperatorSignIn();
+        }
         app.MapExportEndpoints();
         app.MapRazorComponents<App>().AddInteractiveServerRenderMode();
         return app;

@@ -12,8 +12,12 @@ public sealed class AdminOptions
 {
     public required string ManagementUrl { get; init; }
     public required string OperatorKey { get; init; }
-    public required string Username { get; init; }
-    public required AdminPassword Password { get; init; }
+    /// <summary>The password sign-in's user name and password; null when <c>ADMIN_PASSWORD_LOGIN=false</c>.</summary>
+    public string? Username { get; init; }
+    public AdminPassword? Password { get; init; }
+
+    /// <summary>Operators' sign-in with the company's identity provider; null when it is not configured.</summary>
+    public OperatorSignInOptions? IdentityProvider { get; init; }
 
     /// <summary>Where the keys that protect sign-in and antiforgery cookies are kept; null: the framework's default place.</summary>
     public string? KeysDirectory { get; init; }
@@ -28,7 +32,15 @@ public sealed class AdminOptions
     {
         var settings = config.Settings();
         var key = settings.Text(S.AdminAppApiKey)!;
-        var password = settings.Text(S.AdminPasswordHash) is { } hash ? AdminPassword.FromHash(hash)
+        var identityProvider = OperatorSignInOptions.Load(settings);
+        var passwordLogin = settings.Boolean(S.AdminPasswordLogin);
+        if (!passwordLogin && identityProvider is null)
+        {
+            throw new AdminConfigurationException(
+                $"{S.AdminPasswordLogin.Name}=false needs {S.OidcAuthority.Name}, {S.OidcClientId.Name} and {S.OidcAdminGroup.Name} set, or no operator could sign in.");
+        }
+        var password = !passwordLogin ? null
+            : settings.Text(S.AdminPasswordHash) is { } hash ? AdminPassword.FromHash(hash)
             : settings.Text(S.AdminPassword) is { } plain ? AdminPassword.FromPlain(plain)
             : throw new AdminConfigurationException($"{S.AdminPasswordHash.Name} (or {S.AdminPassword.Name} for local use) is required but not set.");
         return new AdminOptions
@@ -36,8 +48,9 @@ public sealed class AdminOptions
             // Service discovery resolves the gateway's "management" endpoint from services__gateway__management__0.
             ManagementUrl = settings.Text(S.GatewayManagementUrl)!,
             OperatorKey = key,
-            Username = settings.Text(S.AdminUsername)!,
+            Username = passwordLogin ? settings.Text(S.AdminUsername)! : null,
             Password = password,
+            IdentityProvider = identityProvider,
             KeysDirectory = string.IsNullOrWhiteSpace(settings.Raw(S.DataProtectionKeysDir)) ? null : settings.Raw(S.DataProtectionKeysDir)!.Trim(),
             SecureCookies = settings.Boolean(S.AdminSecureCookies),
             TrustedProxies = settings.Networks(S.TrustedProxies),

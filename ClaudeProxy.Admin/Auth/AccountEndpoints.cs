@@ -13,6 +13,10 @@ public static class AccountEndpoints
         app.MapPost("/account/login", async (HttpContext context, [FromForm] string? username, [FromForm] string? password, [FromForm] string? returnUrl,
             AdminOptions options, LoginThrottle throttle) =>
         {
+            if (options.Password is null)
+            {
+                return Results.Redirect("/login?error=password-off");
+            }
             var address = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
             if (throttle.IsLocked(address))
             {
@@ -24,9 +28,9 @@ public static class AccountEndpoints
                 return Results.Redirect(throttle.IsLocked(address) ? "/login?error=locked" : "/login?error=invalid");
             }
             throttle.Succeeded(address);
-            var identity = new ClaimsIdentity([new Claim(ClaimTypes.Name, options.Username)], CookieAuthenticationDefaults.AuthenticationScheme);
+            var identity = new ClaimsIdentity([new Claim(ClaimTypes.Name, options.Username!)], CookieAuthenticationDefaults.AuthenticationScheme);
             await context.SignInAsync(CookieAuthenticationDefaults.AuthenticationScheme, new ClaimsPrincipal(identity));
-            return Results.LocalRedirect(returnUrl is { Length: > 0 } r && r.StartsWith('/') && !r.StartsWith("//", StringComparison.Ordinal) ? r : "/");
+            return Results.LocalRedirect(OperatorSignIn.LocalOrRoot(returnUrl));
         }).AllowAnonymous();
 
         app.MapPost("/account/logout", async (HttpContext context) =>

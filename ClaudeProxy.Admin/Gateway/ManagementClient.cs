@@ -1,6 +1,7 @@
 using System.Net.Http.Json;
 using System.Text.Json;
 using ClaudeProxy.Contracts;
+using Microsoft.AspNetCore.Components.Authorization;
 
 namespace ClaudeProxy.Admin.Gateway;
 
@@ -21,8 +22,11 @@ public sealed record UsageFilter(DateTimeOffset? From = null, DateTimeOffset? To
 /// <summary>A failure of the management API, with the message it gave.</summary>
 public sealed class ManagementException(string message) : Exception(message);
 
-/// <summary>The gateway's management API, as the admin app uses it. Every call carries the operator key.</summary>
-public sealed class ManagementClient(HttpClient http)
+/// <summary>
+/// The gateway's management API, as the admin app uses it. Every call carries the operator key, and a call made from
+/// a page carries the signed-in operator's name for the audit trail.
+/// </summary>
+public sealed class ManagementClient(HttpClient http, AuthenticationStateProvider signedIn)
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
@@ -61,6 +65,14 @@ public sealed class ManagementClient(HttpClient http)
 
     public Task<Stream> ExportCsvAsync(UsageFilter filter, CancellationToken ct = default) => http.GetStreamAsync($"/manage/v1/usage/export.csv?{filter.Query()}", ct);
 
+    public Task<PageOf<UserView>> UsersAsync(string? search, string? status, string sort, bool descending, int page, int pageSize, CancellationToken ct = default) =>
+        GetAsync<PageOf<UserView>>($"/manage/v1/users?search={Uri.EscapeDataString(search ?? "")}&status={Uri.EscapeDataString(status ?? "")}" +
+            $"&sort={sort}&order={(descending ? "desc" : "asc")}&page={page}&page_size={pageSize}", ct);
+
+    /// <summary>Deactivates (<c>deactivate</c>) or reactivates (<c>reactivate</c>) a person.</summary>
+    public Task<UserView> UserActAsync(string id, string action, CancellationToken ct = default) =>
+        SendAsync<UserView>(HttpMethod.Post, $"/manage/v1/users/{Uri.EscapeDataString(id)}/{action}", null, ct);
+
     public Task<List<GatewayInstance>> GatewaysAsync(CancellationToken ct = default) => GetAsync<List<GatewayInstance>>("/manage/v1/gateways", ct);
 
     public async Task ResetBreakersAsync(CancellationToken ct = default)
@@ -74,6 +86,10 @@ public sealed class ManagementClient(HttpClient http)
     private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken ct)
     {
         using var request = new HttpRequestMessage(method, path);
+        if (await OperatorAsync() is { } name)
+        {
+            request.Headers.TryAddWithoutValidation("x-operator", name);
+        }
         if (body is not null)
         {
             request.Content = JsonContent.Create(body, body.GetType(), options: Json);
@@ -92,6 +108,30 @@ public sealed class ManagementClient(HttpClient http)
             await EnsureAsync(response, ct);
             return (await response.Content.ReadFromJsonAsync<T>(Json, ct))!;
         }
+    }
+
+    /// <summary>The signed-in operator's name as a header value (ASCII, at most 128 characters); null outside a page.</summary>
+    private async Task<string?> OperatorAsync()
+    {
+        string? name;
+        try
+        {
+            name = (await signedIn.GetAuthenticationStateAsync()).User.Identity?.Name;
+        }
+        catch (InvalidOperationException)
+        {
+            // Outside a Blazor circuit (the CSV download) no authentication state is set; those calls change nothing.
+            return null;
+        }
+        if (string.IsNullOrEmpty(name))
+        {
+            return null;
+        }
+        if (!name.All(c => c is >= ' ' and <= '~'))
+        {
+            name = Uri.EscapeDataString(name);
+        }
+        return name.Length <= 128 ? name : name[..128];
     }
 
     private static async Task EnsureAsync(HttpResponseMessage response, CancellationToken ct)
@@ -114,13 +154,12 @@ public sealed class ManagementClient(HttpClient http)
     }
 }
 
-/// <summary>Adds the operator key and the signed-in operator's name to every management call.</summary>
+/// <summary>Adds the operator key to every management call.</summary>
 public sealed class OperatorKeyHandler(AdminOptions options) : DelegatingHandler
 {
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         request.Headers.Authorization = new("Bearer", options.OperatorKey);
-        request.Headers.TryAddWithoutValidation("x-operator", options.Username);
         return base.SendAsync(request, cancellationToken);
     }
 }

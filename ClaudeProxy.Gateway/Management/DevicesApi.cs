@@ -39,6 +39,7 @@ public static partial class DevicesApi
             devices.MapPost("/{id}/" + action, (string id, HttpContext c, ManagementContext m) => SetStatus(id, to, action, c, m, from)).WithSummary(summary);
         }
         devices.MapPut("/{id}/policy", UpdatePolicy);
+        devices.MapPut("/{id}/owner", UpdateOwner);
         devices.MapPost("/{id}/reset-key", ResetKey);
         devices.MapPost("/{id}/token", IssueToken);
         devices.MapGet("/{id}/audit", Audit);
@@ -120,6 +121,11 @@ public static partial class DevicesApi
             return;
         }
         await using var db = await m.Contexts.CreateDbContextAsync();
+        if (await OwnerErrorAsync(db, request.OwnerUserId) is { } ownerError)
+        {
+            await Errors.ApiErrors.WriteAsync(context, 400, ownerError);
+            return;
+        }
         if (await db.Devices.AnyAsync(d => d.DeviceId == request.DeviceId))
         {
             await Errors.ApiErrors.WriteAsync(context, 409, "conflict_error", $"device '{request.DeviceId}' already exists");
@@ -130,7 +136,7 @@ public static partial class DevicesApi
         {
             DeviceId = request.DeviceId, UserId = request.UserId ?? request.DeviceId, OrgId = m.Options.OrgId, Status = DeviceStatus.Active,
             Models = update.Models!, RateLimit = update.RateLimit!.Value, TokenLimit = update.TokenLimit, SpendCap = update.SpendCap,
-            PolicyVersion = 1, FirstSeen = now, LastSeen = now,
+            PolicyVersion = 1, FirstSeen = now, LastSeen = now, OwnerUserId = request.OwnerUserId,
         };
         db.Devices.Add(device);
         m.Audit(db, context, "register", device.DeviceId, null, device);
@@ -192,6 +198,52 @@ public static partial class DevicesApi
         await db.SaveChangesAsync();
         await m.Standing.ChangedAsync(id);
         await context.Response.WriteAsJsonAsync(View(device, await m.SpentAsync(db, id)));
+    }
+
+    [EndpointSummary("Give the device to a person (owner_user_id), or to nobody (null)")]
+    private static async Task UpdateOwner(string id, HttpContext context, ManagementContext m)
+    {
+        if (await UsersApi.ReadBodyAsync<DeviceOwnerUpdate>(context) is not { } update)
+        {
+            await Errors.ApiErrors.WriteAsync(context, 400, "the body must be a JSON object such as {\"owner_user_id\":\"usr_...\"} or {\"owner_user_id\":null}");
+            return;
+        }
+        await using var db = await m.Contexts.CreateDbContextAsync();
+        if (await OwnerErrorAsync(db, update.OwnerUserId) is { } error)
+        {
+            await Errors.ApiErrors.WriteAsync(context, 400, error);
+            return;
+        }
+        var device = await db.Devices.FirstOrDefaultAsync(d => d.DeviceId == id);
+        if (device is null)
+        {
+            await Errors.ApiErrors.WriteAsync(context, 404, "not_found_error", $"no device '{id}'");
+            return;
+        }
+        if (UserRecord.UserIdOf(id) is not null)
+        {
+            await Errors.ApiErrors.WriteAsync(context, 409, "conflict_error", $"device '{id}' is a person's own sign-in record: it always belongs to them");
+            return;
+        }
+        var before = new { owner_user_id = device.OwnerUserId };
+        device.OwnerUserId = update.OwnerUserId;
+        m.Audit(db, context, "owner", id, before, new { owner_user_id = device.OwnerUserId });
+        await db.SaveChangesAsync();
+        await context.Response.WriteAsJsonAsync(View(device, await m.SpentAsync(db, id)));
+    }
+
+    /// <summary>Why <paramref name="ownerUserId"/> cannot own a device, or null when it names a person the gateway knows (or is null).</summary>
+    private static async Task<string?> OwnerErrorAsync(GatewayDbContext db, string? ownerUserId)
+    {
+        if (ownerUserId is null)
+        {
+            return null;
+        }
+        if (!UsersApi.IsUserId(ownerUserId))
+        {
+            return "owner_user_id must be a person's id: usr_ and 16 lower-case letters or digits";
+        }
+        return await db.Users.AnyAsync(u => u.UserId == ownerUserId) ? null : $"owner_user_id '{ownerUserId}' names no person the gateway knows";
     }
 
     [EndpointSummary("Forget the device's enrolled key so that it can enrol a new one; its tokens must refresh")]
@@ -296,7 +348,7 @@ public static partial class DevicesApi
 
     internal static DeviceView View(DeviceRecord d, decimal spent) => new(d.DeviceId, d.AppVersion, d.UserId, d.OrgId, d.Status, d.Models, d.RateLimit,
         d.TokenLimit, d.SpendCap, d.PolicyVersion, d.FirstSeen, d.LastSeen, spent,
-        d.KeyAlgorithm, d.KeyEnrolledAt, d.PublicKey is null ? null : new DeviceKey(d.PublicKey, d.KeyAlgorithm ?? DeviceKeys.P256).Fingerprint);
+        d.KeyAlgorithm, d.KeyEnrolledAt, d.PublicKey is null ? null : new DeviceKey(d.PublicKey, d.KeyAlgorithm ?? DeviceKeys.P256).Fingerprint, d.OwnerUserId);
 }
 
 /// <summary>What every management endpoint needs: the database, the clock, the spend period, the audit trail.</summary>

@@ -56,6 +56,7 @@ public static class ManagementExtensions
         if (database)
         {
             api.MapDevicesApi();
+            api.MapUsersApi();
             api.MapUsageManagementApi();
         }
         return app;

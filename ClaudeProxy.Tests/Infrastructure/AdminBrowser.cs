@@ -31,17 +31,20 @@ public sealed class AdminBrowser : IAsyncDisposable
     public static Task<GatewayHost> GatewayAsync(StackFixture fx, string database) =>
         fx.GatewayAsync(database, s => s["ADMIN_API_KEY"] = TestSecrets.OperatorKey);
 
-    public static async Task<AdminBrowser> StartAsync(GatewayHost gateway)
+    /// <param name="configure">Changes to the admin app's settings (a null value unsets one).</param>
+    public static async Task<AdminBrowser> StartAsync(GatewayHost gateway, Action<Dictionary<string, string?>>? configure = null)
     {
+        var settings = new Dictionary<string, string?>
+        {
+            ["ADMIN_API_KEY"] = TestSecrets.OperatorKey,
+            ["ADMIN_PASSWORD"] = Password,
+            ["services:gateway:management:0"] = gateway.ManagementUrl.ToString().TrimEnd('/'),
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "",
+        };
+        configure?.Invoke(settings);
         var admin = AdminApp.Build([], b =>
         {
-            b.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-            {
-                ["ADMIN_API_KEY"] = TestSecrets.OperatorKey,
-                ["ADMIN_PASSWORD"] = Password,
-                ["services:gateway:management:0"] = gateway.ManagementUrl.ToString().TrimEnd('/'),
-                ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "",
-            });
+            b.Configuration.AddInMemoryCollection(settings);
             b.WebHost.UseUrls("http://127.0.0.1:0");
         });
         await admin.StartAsync();
