@@ -53,7 +53,7 @@ ensure_test_prerequisites() {
 
 # Claude Code's CLI (npm @anthropic-ai/claude-code, pinned) in .tools/claude-code, for the test that runs `claude -p`
 # through the AppHost. Needs Node.js 18 or later.
-CLAUDE_CODE_VERSION=2.1.197
+CLAUDE_CODE_VERSION=2.1.328
 ensure_claude_code() {
   local dir
   dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.tools/claude-code"
