@@ -279,7 +279,8 @@ public static partial class VerificationPage
         response.Headers.CacheControl = "no-store";
         response.Headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
         response.Headers["X-Frame-Options"] = "DENY";
-        response.Headers["Referrer-Policy"] = "no-referrer";
+        // Not no-referrer: under it browsers send the form's post with "Origin: null", which the same-site check refuses.
+        response.Headers["Referrer-Policy"] = "same-origin";
         response.Headers["X-Content-Type-Options"] = "nosniff";
         await response.WriteAsync($$"""
             <!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

@@ -53,13 +53,7 @@ public sealed class AdminBrowser : IAsyncDisposable
         {
             Directory.CreateDirectory(Screenshots);
             playwright = await Playwright.CreateAsync();
-            var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
-            {
-                ExecutablePath = "/usr/bin/chromium",
-                Headless = true,
-                Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-            });
-            return new AdminBrowser(admin, playwright, browser);
+            return new AdminBrowser(admin, playwright, await LaunchAsync(playwright));
         }
         catch
         {
@@ -68,6 +62,18 @@ public sealed class AdminBrowser : IAsyncDisposable
             await admin.DisposeAsync();
             throw;
         }
+    }
+
+    /// <summary>Debian's Chromium, headless, without the background traffic a first run would make.</summary>
+    public static Task<IBrowser> LaunchAsync(IPlaywright playwright)
+    {
+        Directory.CreateDirectory(Screenshots);
+        return playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = "/usr/bin/chromium",
+            Headless = true,
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        });
     }
 
     /// <summary>Opens <paramref name="path"/>, signs in on the login page it is sent to, and returns once it is back past the login.</summary>

@@ -51,9 +51,10 @@ ensure_test_prerequisites() {
   ensure_dotnet && ensure_redis && ensure_postgres && ensure_chromium && ensure_helper_tools && ensure_claude_code
 }
 
-# Claude Code's CLI (npm @anthropic-ai/claude-code, pinned) in .tools/claude-code, for the test that runs `claude -p`
-# through the AppHost. Needs Node.js 18 or later.
-CLAUDE_CODE_VERSION=2.1.197
+# Claude Code's CLI (npm @anthropic-ai/claude-code, pinned) in .tools/claude-code, for the tests that run `claude -p`
+# through the AppHost and `claude auth login --gateway-json` through the gateway's sign-in. npm asks for Node.js 22
+# and warns on older ones; the package's bin/claude.exe is a native binary that runs whatever Node.js installed it.
+CLAUDE_CODE_VERSION=2.1.328
 ensure_claude_code() {
   local dir
   dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.tools/claude-code"
