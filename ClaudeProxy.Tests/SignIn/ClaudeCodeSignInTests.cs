@@ -191,16 +191,14 @@ public sealed class ClaudeCodeSignInTests(StackFixture fx, ITestOutputHelper log
         Assert.Equal(SimulatorAnswer, output.Trim());
         await StackFixture.StoredAsync(gateway, 1);
 
-        // Deactivating a person: their record, the device record their requests are admitted under, their refresh tokens.
+        // An operator deactivates her, as the admin app's Users page does.
         var userId = await fx.ScalarAsync<string>(database, "SELECT user_id FROM users WHERE email = @e", ("e", DevIdentityHost.Alice.Email));
-        await using (var db = gateway.Services.GetRequiredService<IDbContextFactory<GatewayDbContext>>().CreateDbContext())
+        using (var operatorClient = new HttpClient { BaseAddress = gateway.ManagementUrl })
         {
-            var now = TimeProvider.System.GetUtcNow();
-            await db.Users.Where(u => u.UserId == userId).ExecuteUpdateAsync(s => s.SetProperty(u => u.Status, UserRecord.Deactivated));
-            await db.Devices.Where(d => d.DeviceId == UserRecord.DeviceIdOf(userId)).ExecuteUpdateAsync(s => s.SetProperty(d => d.Status, "revoked"));
-            await db.RefreshTokens.Where(t => t.UserId == userId && t.RevokedAt == null).ExecuteUpdateAsync(s => s.SetProperty(t => t.RevokedAt, now));
+            operatorClient.DefaultRequestHeaders.Authorization = new("Bearer", TestSecrets.OperatorKey);
+            using var deactivated = await operatorClient.PostAsync($"/manage/v1/users/{userId}/deactivate", null).WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.True(deactivated.IsSuccessStatusCode, await deactivated.Content.ReadAsStringAsync());
         }
-        await gateway.Services.GetRequiredService<DeviceStandingCache>().ChangedAsync(UserRecord.DeviceIdOf(userId)).WaitAsync(TimeSpan.FromSeconds(30));
 
         // Her refresh is refused, the access token she still holds is refused too, and nothing reaches Anthropic.
         var messages = MessagesReceived();
