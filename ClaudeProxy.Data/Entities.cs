@@ -107,6 +107,84 @@ public sealed class RefreshTokenRecord
     public string? IdpRefreshToken { get; set; }
 }
 
+/// <summary>
+/// A group of people (named like the identity provider's groups claim) or of devices (made in the admin app), with
+/// the policy its members get: each field, when set, limits every member (the most restrictive of all that apply wins).
+/// </summary>
+public sealed class GroupRecord
+{
+    public const string FromProvider = "idp";
+    public const string Manual = "manual";
+
+    /// <summary><c>grp_</c> and 16 lower-case letters and digits.</summary>
+    public required string GroupId { get; set; }
+    /// <summary>Unique; for <see cref="FromProvider"/> groups, the value the groups claim carries.</summary>
+    public required string Name { get; set; }
+    /// <summary><see cref="FromProvider"/> (members from the claim) or <see cref="Manual"/> (members listed in group_members).</summary>
+    public required string Source { get; set; }
+    public List<string>? Models { get; set; }
+    public int? RateLimit { get; set; }
+    public int? TokenLimit { get; set; }
+    /// <summary>day, week or month; null: the organisation's (<c>SPEND_CAP_PERIOD</c>).</summary>
+    public string? SpendPeriod { get; set; }
+    /// <summary>An IANA time zone the period's boundaries are counted in; null: UTC.</summary>
+    public string? TimeZone { get; set; }
+    public int PolicyVersion { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset UpdatedAt { get; set; }
+}
+
+/// <summary>A device in a <see cref="GroupRecord.Manual"/> group (people join groups through the provider's claim).</summary>
+public sealed class GroupMember
+{
+    public required string GroupId { get; set; }
+    public required string DeviceId { get; set; }
+    public DateTimeOffset AddedAt { get; set; }
+}
+
+/// <summary>
+/// A spend limit in the shape of Anthropic's Admin API: on a person, on each member of a group, on a group's pool
+/// (<see cref="PooledBudget"/>), or on the whole organisation. One per scope and kind: creating another replaces it.
+/// </summary>
+public sealed class SpendLimitRecord
+{
+    public const string User = "user";
+    public const string Group = "rbac_group";
+    public const string Organization = "organization";
+
+    /// <summary><c>spl_</c> and 24 lower-case letters and digits.</summary>
+    public required string SpendLimitId { get; set; }
+    /// <summary><see cref="User"/>, <see cref="Group"/> or <see cref="Organization"/>.</summary>
+    public required string ScopeType { get; set; }
+    /// <summary>The user id or group id; empty for the organisation.</summary>
+    public required string ScopeId { get; set; }
+    /// <summary>For a group: the cap is shared by all its members rather than given to each.</summary>
+    public bool PooledBudget { get; set; }
+    /// <summary>In cents (Anthropic's API writes it as a decimal string).</summary>
+    public long AmountCents { get; set; }
+    /// <summary>daily, weekly or monthly.</summary>
+    public required string Period { get; set; }
+    public required string Currency { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset UpdatedAt { get; set; }
+}
+
+/// <summary>
+/// A Claude Code managed-settings document for a group, or for everyone (<see cref="Everyone"/>); a person gets the
+/// merge of everyone's and their groups'.
+/// </summary>
+public sealed class ManagedSettingsRecord
+{
+    public const string Everyone = "everyone";
+
+    /// <summary><see cref="Everyone"/> or a group id.</summary>
+    public required string Scope { get; set; }
+    /// <summary>The settings object, as JSON text.</summary>
+    public required string Settings { get; set; }
+    public DateTimeOffset UpdatedAt { get; set; }
+    public string? UpdatedBy { get; set; }
+}
+
 /// <summary>A usage event Postgres refused (a data error, not an outage), kept with the reason instead of blocking the rest.</summary>
 public sealed class UsageDeadLetter
 {

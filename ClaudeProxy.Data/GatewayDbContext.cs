@@ -20,6 +20,10 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
     public DbSet<UserRecord> Users => Set<UserRecord>();
     public DbSet<DeviceAuthorization> DeviceAuthorizations => Set<DeviceAuthorization>();
     public DbSet<RefreshTokenRecord> RefreshTokens => Set<RefreshTokenRecord>();
+    public DbSet<GroupRecord> Groups => Set<GroupRecord>();
+    public DbSet<GroupMember> GroupMembers => Set<GroupMember>();
+    public DbSet<SpendLimitRecord> SpendLimits => Set<SpendLimitRecord>();
+    public DbSet<ManagedSettingsRecord> ManagedSettings => Set<ManagedSettingsRecord>();
 
     /// <summary>The naming every <see cref="GatewayDbContext"/> is built with, at run time and at design time.</summary>
     public static void UseGatewayNaming(DbContextOptionsBuilder options) =>
@@ -72,6 +76,48 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
             e.HasIndex(d => d.DeviceCodeHash).IsUnique();
             e.HasIndex(d => d.UserCode).IsUnique();
             e.HasIndex(d => d.ExpiresAt);
+        });
+
+        modelBuilder.Entity<GroupRecord>(e =>
+        {
+            e.ToTable("groups");
+            e.HasKey(g => g.GroupId);
+            e.Property(g => g.GroupId).HasMaxLength(32);
+            e.Property(g => g.Name).HasMaxLength(256);
+            e.Property(g => g.Source).HasMaxLength(16);
+            e.Property(g => g.SpendPeriod).HasMaxLength(8);
+            e.Property(g => g.TimeZone).HasMaxLength(64);
+            e.HasIndex(g => g.Name).IsUnique();
+        });
+
+        modelBuilder.Entity<GroupMember>(e =>
+        {
+            e.ToTable("group_members");
+            e.HasKey(m => new { m.GroupId, m.DeviceId });
+            e.Property(m => m.GroupId).HasMaxLength(32);
+            e.Property(m => m.DeviceId).HasMaxLength(128);
+            e.HasIndex(m => m.DeviceId);
+        });
+
+        modelBuilder.Entity<SpendLimitRecord>(e =>
+        {
+            e.ToTable("spend_limits");
+            e.HasKey(l => l.SpendLimitId);
+            e.Property(l => l.SpendLimitId).HasMaxLength(32);
+            e.Property(l => l.ScopeType).HasMaxLength(16);
+            e.Property(l => l.ScopeId).HasMaxLength(32);
+            e.Property(l => l.Period).HasMaxLength(8);
+            e.Property(l => l.Currency).HasMaxLength(3);
+            e.HasIndex(l => new { l.ScopeType, l.ScopeId, l.PooledBudget }).IsUnique();
+        });
+
+        modelBuilder.Entity<ManagedSettingsRecord>(e =>
+        {
+            e.ToTable("managed_settings");
+            e.HasKey(m => m.Scope);
+            e.Property(m => m.Scope).HasMaxLength(32);
+            e.Property(m => m.Settings).HasColumnType("jsonb");
+            e.Property(m => m.UpdatedBy).HasMaxLength(320);
         });
 
         modelBuilder.Entity<RefreshTokenRecord>(e =>
