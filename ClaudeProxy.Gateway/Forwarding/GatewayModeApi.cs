@@ -124,12 +124,42 @@ public static class GatewayModeApi
     /// Claude Code's managed settings: none are configured, which Claude Code takes as no policy. A token that is
     /// missing, invalid or expired, or a device that may no longer use it, gets the 401 that ends its session.
     /// </summary>
+    /// <summary>
+    /// The caller's managed settings: everyone's document merged with those of their groups (see
+    /// <see cref="Management.ManagedSettingsApi"/>), with a checksum over the canonical JSON that is also the ETag.
+    /// Read from Postgres only; Claude Code asks about once an hour.
+    /// </summary>
     private static async Task ManagedSettingsAsync(HttpContext context, DeviceAuthenticator authenticator)
     {
-        if (await authenticator.AuthenticateAsync(context) is null)
+        if (await authenticator.AuthenticateAsync(context) is not { } identity)
         {
             return;
         }
-        await ApiErrors.WriteAsync(context, 404, "not_found_error", "no managed settings are configured for this gateway");
+        var contexts = context.RequestServices.GetService<Microsoft.EntityFrameworkCore.IDbContextFactory<ClaudeProxy.Gateway.Data.GatewayDbContext>>();
+        System.Text.Json.Nodes.JsonObject? settings = null;
+        if (contexts is not null)
+        {
+            await using var db = await contexts.CreateDbContextAsync(context.RequestAborted);
+            settings = await Management.ManagedSettingsApi.EffectiveAsync(db, identity.DeviceId, context.RequestAborted);
+        }
+        if (settings is null)
+        {
+            await ApiErrors.WriteAsync(context, 404, "not_found_error", "no managed settings are configured for this gateway");
+            return;
+        }
+        var canonical = Management.ManagedSettingsApi.Canonical(settings);
+        var checksum = Management.ManagedSettingsApi.Checksum(canonical);
+        var etag = "\"" + checksum + "\"";
+        var response = context.Response;
+        response.Headers.ETag = etag;
+        response.Headers.CacheControl = "private, no-cache";
+        if (context.Request.Headers.IfNoneMatch.Any(v => v is not null && v.Split(',').Any(t => t.Trim() == etag)))
+        {
+            response.StatusCode = StatusCodes.Status304NotModified;
+            return;
+        }
+        response.ContentType = "application/json";
+        await response.WriteAsync("{\"uuid\":\"" + Management.ManagedSettingsApi.UuidOf(checksum) + "\",\"checksum\":\"" + checksum
+            + "\",\"settings\":" + canonical + "}", context.RequestAborted);
     }
 }

@@ -57,6 +57,7 @@ public static class ManagementExtensions
         {
             api.MapDevicesApi();
             api.MapUsersApi();
+            api.MapManagedSettingsApi();
             api.MapUsageManagementApi();
         }
         return app;
