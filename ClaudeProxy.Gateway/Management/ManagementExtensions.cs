@@ -57,6 +57,7 @@ public static class ManagementExtensions
         {
             api.MapDevicesApi();
             api.MapUsersApi();
+            api.MapGroupsApi();
             api.MapManagedSettingsApi();
             api.MapUsageManagementApi();
         }
