@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
@@ -133,7 +134,15 @@ public static partial class ManagedSettingsApi
         record.UpdatedAt = m.Time.GetUtcNow();
         record.UpdatedBy = context.Request.Headers["x-operator"].ToString() is { Length: > 0 and <= 128 } name ? name : "api";
         m.Audit(db, context, "managed_settings", scope, before is null ? null : JsonNode.Parse(before), settings);
-        await db.SaveChangesAsync(ct);
+        try
+        {
+            await db.SaveChangesAsync(ct);
+        }
+        catch (DbUpdateException e) when (e.InnerException is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.UniqueViolation })
+        {
+            await Errors.ApiErrors.WriteAsync(context, 409, "invalid_request_error", $"the managed settings for '{scope}' were set by a concurrent call: read them and try again");
+            return;
+        }
         await WriteRecordAsync(context, record);
     }
 
@@ -208,20 +217,18 @@ public static partial class ManagedSettingsApi
         }
     }
 
-    /// <summary>The document with keys sorted (ordinal) at every level and no whitespace.</summary>
+    /// <summary>
+    /// The document with keys sorted (ordinal, as JavaScript sorts them) at every level and no whitespace; strings
+    /// escaped only where JSON requires it, as <c>JSON.stringify</c> writes them.
+    /// </summary>
     public static string Canonical(JsonNode? node)
     {
-        var output = new ArrayBufferWriter();
-        using (var writer = new Utf8JsonWriter(output.Stream))
+        using var output = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(output, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, MaxDepth = MaxDepth + 1 }))
         {
             Write(writer, node);
         }
-        return Encoding.UTF8.GetString(output.Stream.ToArray());
-    }
-
-    private sealed class ArrayBufferWriter
-    {
-        public MemoryStream Stream { get; } = new();
+        return Encoding.UTF8.GetString(output.ToArray());
     }
 
     private static void Write(Utf8JsonWriter writer, JsonNode? node)

@@ -71,7 +71,7 @@ public sealed class ManagedSettingsTests(StackFixture fx) : IClassFixture<StackF
         var (gateway, manage) = await StartAsync();
         var alpha = await GroupAsync(gateway, "alpha", GroupRecord.FromProvider);
         var beta = await GroupAsync(gateway, "beta", GroupRecord.FromProvider);
-        await PutAsync(manage, "everyone", """{"z":1,"env":{"B":"everyone","A":"everyone"},"list":[1,2]}""");
+        await PutAsync(manage, "everyone", """{"z":1,"env":{"B":"everyone","A":"everyone"},"list":[1,2],"note":"caf\u00e9 <b> & \"q\""}""");
         await PutAsync(manage, beta, """{"env":{"A":"beta"},"list":[3]}""");
         await PutAsync(manage, alpha, """{"env":{"A":"alpha","C":"alpha"}}""");
         var token = await PersonTokenAsync(gateway, "beta", "alpha");
@@ -79,7 +79,7 @@ public sealed class ManagedSettingsTests(StackFixture fx) : IClassFixture<StackF
         using var response = await FetchAsync(gateway, token);
         var text = await response.Content.ReadAsStringAsync();
         Assert.True(response.StatusCode == HttpStatusCode.OK, text);
-        var expected = """{"env":{"A":"beta","B":"everyone","C":"alpha"},"list":[3],"z":1}""";
+        var expected = """{"env":{"A":"beta","B":"everyone","C":"alpha"},"list":[3],"note":"café <b> & \"q\"","z":1}""";
         var body = JsonDocument.Parse(text).RootElement;
         Assert.Equal(expected, body.GetProperty("settings").GetRawText());
         Assert.Equal(Sha(expected), body.GetProperty("checksum").GetString());
