@@ -7,8 +7,8 @@ namespace ClaudeProxy.Gateway.Forwarding;
 
 /// <summary>
 /// What Claude Code calls besides the Anthropic API when it is signed in through the gateway: its own OpenTelemetry
-/// (OTLP/HTTP), accepted and dropped, and its managed settings, of which there are none. Neither goes upstream,
-/// records usage or touches Postgres or Redis (but for the device's standing on managed settings).
+/// (OTLP/HTTP), accepted and dropped, and its managed settings, read from Postgres (and the device's standing).
+/// Neither goes upstream or records usage.
 /// </summary>
 public static class GatewayModeApi
 {
