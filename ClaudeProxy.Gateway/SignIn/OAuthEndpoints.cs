@@ -5,7 +5,6 @@ using ClaudeProxy.Gateway.Data;
 using ClaudeProxy.Gateway.Limits;
 using ClaudeProxy.Gateway.Tokens;
 using Microsoft.AspNetCore.Http.Features;
-using Microsoft.Extensions.Primitives;
 
 namespace ClaudeProxy.Gateway.SignIn;
 
@@ -342,6 +341,4 @@ public static partial class OAuthEndpoints
         context.Response.Headers.CacheControl = "no-store";
         context.Response.Headers.Pragma = "no-cache";
     }
-
-    internal static StringValues Values(IFormCollection form, string name) => form.TryGetValue(name, out var v) ? v : StringValues.Empty;
 }
