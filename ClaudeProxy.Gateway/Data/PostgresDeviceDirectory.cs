@@ -10,8 +10,8 @@ namespace ClaudeProxy.Gateway.Data;
 /// approval mode a new device waits as pending; in closed mode only known devices get tokens. A device's first key
 /// is enrolled with a conditional update, so of two enrolments at once exactly one key is kept.
 /// </summary>
-public sealed partial class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> contexts, ConfiguredDeviceDirectory defaults,
-    GatewayOptions options, BootstrapOptions bootstrap, TimeProvider time, ILogger<PostgresDeviceDirectory> logger,
+public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> contexts, ConfiguredDeviceDirectory defaults,
+    BootstrapOptions bootstrap, TimeProvider time, ILogger<PostgresDeviceDirectory> logger,
     Limits.RedisAdmissionStore? standing = null) : IDeviceDirectory
 {
     private readonly BootstrapMode mode = bootstrap.Mode;
@@ -35,25 +35,12 @@ public sealed partial class PostgresDeviceDirectory(IDbContextFactory<GatewayDbC
             {
                 return DeviceAdmission.Refuse(request.DeviceId, 403, "unknown device: this gateway only admits devices an operator has registered");
             }
-            var policy = defaults.DefaultPolicy;
-            device = new DeviceRecord
-            {
-                DeviceId = request.DeviceId,
-                AppVersion = request.AppVersion,
-                UserId = request.UserId ?? request.DeviceId,
-                OrgId = options.OrgId,
-                Status = mode == BootstrapMode.Approval ? DeviceStatus.Pending : DeviceStatus.Active,
-                Models = [.. policy.Models],
-                RateLimit = policy.RateLimit,
-                TokenLimit = policy.TokenLimit,
-                SpendCap = policy.SpendCap,
-                PolicyVersion = 1,
-                FirstSeen = now,
-                LastSeen = now,
-                PublicKey = request.Key?.PublicKey,
-                KeyAlgorithm = request.Key?.Algorithm,
-                KeyEnrolledAt = request.Key is null ? null : now,
-            };
+            device = defaults.NewRecord(request.DeviceId, request.UserId ?? request.DeviceId,
+                mode == BootstrapMode.Approval ? DeviceStatus.Pending : DeviceStatus.Active, now);
+            device.AppVersion = request.AppVersion;
+            device.PublicKey = request.Key?.PublicKey;
+            device.KeyAlgorithm = request.Key?.Algorithm;
+            device.KeyEnrolledAt = request.Key is null ? null : now;
             db.Devices.Add(device);
             try
             {
@@ -120,25 +107,7 @@ public sealed partial class PostgresDeviceDirectory(IDbContextFactory<GatewayDbC
     /// Gives Redis the device's standing if it has none yet, so that its first request needs no seed; a standing Redis
     /// already holds is an operator's to change, never a bootstrap's.
     /// </summary>
-    private async Task SeedStandingAsync(DeviceRecord device)
-    {
-        if (standing is not { IsConnected: true })
-        {
-            return;
-        }
-        try
-        {
-            await standing.WriteStandingAsync(device.DeviceId, new Limits.DeviceStanding(device.Status, device.PolicyVersion), operatorChange: false);
-        }
-        catch (Exception e) when (e is StackExchange.Redis.RedisException or TimeoutException)
-        {
-            // The admission script seeds it from Postgres instead.
-            LogStandingNotSeeded(logger, e.GetType().Name);
-        }
-    }
-
-    [LoggerMessage(Level = LogLevel.Debug, Message = "A device's standing could not be given to Redis at bootstrap ({Reason})")]
-    private static partial void LogStandingNotSeeded(ILogger logger, string reason);
+    private Task SeedStandingAsync(DeviceRecord device) => Limits.RedisAdmissionStore.TrySeedStandingAsync(standing, device, logger);
 
     private static DeviceAdmission Admit(DeviceRecord device) => device.Status switch
     {

@@ -272,6 +272,26 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
             [standing.Status, standing.PolicyVersion, operatorChange ? 1 : 0]);
     }
 
+    /// <summary>
+    /// Seeds a device record's standing where Redis has none (never over an operator's change), when Redis is there;
+    /// otherwise the admission script seeds it from Postgres at the device's first request.
+    /// </summary>
+    public static async Task TrySeedStandingAsync(RedisAdmissionStore? store, Data.DeviceRecord device, ILogger logger)
+    {
+        if (store is not { IsConnected: true })
+        {
+            return;
+        }
+        try
+        {
+            await store.WriteStandingAsync(device.DeviceId, new DeviceStanding(device.Status, device.PolicyVersion), operatorChange: false);
+        }
+        catch (Exception e) when (RedisFailures.Is(e))
+        {
+            logger.LogDebug("A device's standing could not be given to Redis ({Reason}); its first request seeds it", e.GetType().Name);
+        }
+    }
+
     /// <summary>The standing Redis holds for a device, or null when it holds none.</summary>
     public async Task<DeviceStanding?> ReadStandingAsync(string deviceId)
     {

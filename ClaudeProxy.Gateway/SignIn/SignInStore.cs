@@ -20,7 +20,7 @@ public sealed record PersonAdmission(UserRecord User, DevicePolicy? Policy);
 /// that may race (approving a code, spending a device code or a refresh token) is one conditional update, so of two
 /// at once exactly one wins.
 /// </summary>
-public sealed partial class SignInStore(IDbContextFactory<GatewayDbContext> contexts, SignInOptions options, GatewayOptions gateway,
+public sealed partial class SignInStore(IDbContextFactory<GatewayDbContext> contexts, SignInOptions options,
     ConfiguredDeviceDirectory defaults, TimeProvider time, ILogger<SignInStore> logger, Limits.RedisAdmissionStore? standing = null)
 {
     private static readonly TimeSpan KeepExpired = TimeSpan.FromDays(1);
@@ -257,23 +257,9 @@ public sealed partial class SignInStore(IDbContextFactory<GatewayDbContext> cont
         var device = await db.Devices.FirstOrDefaultAsync(d => d.DeviceId == deviceId, cancellationToken);
         if (device is null)
         {
-            var policy = defaults.DefaultPolicy;
-            device = new DeviceRecord
-            {
-                DeviceId = deviceId,
-                AppVersion = "gateway sign-in",
-                UserId = user.UserId,
-                OwnerUserId = user.UserId,
-                OrgId = gateway.OrgId,
-                Status = DeviceStatus.Active,
-                Models = [.. policy.Models],
-                RateLimit = policy.RateLimit,
-                TokenLimit = policy.TokenLimit,
-                SpendCap = policy.SpendCap,
-                PolicyVersion = 1,
-                FirstSeen = now,
-                LastSeen = now,
-            };
+            device = defaults.NewRecord(deviceId, user.UserId, DeviceStatus.Active, now);
+            device.AppVersion = "gateway sign-in";
+            device.OwnerUserId = user.UserId;
             db.Devices.Add(device);
         }
         device.LastSeen = now;
@@ -288,25 +274,8 @@ public sealed partial class SignInStore(IDbContextFactory<GatewayDbContext> cont
             user = await db.Users.FirstAsync(u => u.UserId == user.UserId, cancellationToken);
             device = await db.Devices.FirstAsync(d => d.DeviceId == deviceId, cancellationToken);
         }
-        await SeedStandingAsync(device);
+        await Limits.RedisAdmissionStore.TrySeedStandingAsync(standing, device, logger);
         return (user, PolicyOf(user, device));
-    }
-
-    /// <summary>Gives Redis the sign-in record's standing if it has none yet (never overriding an operator's change).</summary>
-    private async Task SeedStandingAsync(DeviceRecord device)
-    {
-        if (standing is not { IsConnected: true })
-        {
-            return;
-        }
-        try
-        {
-            await standing.WriteStandingAsync(device.DeviceId, new Limits.DeviceStanding(device.Status, device.PolicyVersion), operatorChange: false);
-        }
-        catch (Exception e) when (Limits.RedisFailures.Is(e))
-        {
-            // The admission script seeds it from Postgres instead.
-        }
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "A new person signed in: {UserId}")]

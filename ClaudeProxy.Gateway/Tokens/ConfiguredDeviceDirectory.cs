@@ -13,6 +13,22 @@ public sealed class ConfiguredDeviceDirectory(GatewayOptions options) : IDeviceD
 
     public DevicePolicy DefaultPolicy { get; } = new(options.DefaultModels, options.RateLimitMax, null, options.DefaultSpendCap, 1);
 
+    /// <summary>A new device record with the default policy: a device's first bootstrap, or a person's first sign-in.</summary>
+    public Data.DeviceRecord NewRecord(string deviceId, string userId, string status, DateTimeOffset now) => new()
+    {
+        DeviceId = deviceId,
+        UserId = userId,
+        OrgId = options.OrgId,
+        Status = status,
+        Models = [.. DefaultPolicy.Models],
+        RateLimit = DefaultPolicy.RateLimit,
+        TokenLimit = DefaultPolicy.TokenLimit,
+        SpendCap = DefaultPolicy.SpendCap,
+        PolicyVersion = DefaultPolicy.PolicyVersion,
+        FirstSeen = now,
+        LastSeen = now,
+    };
+
     public ValueTask<DeviceKey?> EnrolledKeyAsync(string deviceId, CancellationToken cancellationToken) =>
         ValueTask.FromResult(_keys.GetValueOrDefault(deviceId));
 
