@@ -17,6 +17,7 @@ public static class LimitsExtensions
         builder.Services.AddSingleton<InMemoryAdmissionStore>();
         builder.Services.AddSingleton<SettlementQueueSize>();
         builder.Services.AddSingleton<LimitMetrics>();
+        builder.Services.AddSingleton<Policies.PolicyChanges>();
         if (backing.Postgres)
         {
             builder.Services.AddSingleton<ISpendHistory, Data.PostgresSpendHistory>();
