@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: installs what is missing (redis-server, PostgreSQL, Chromium), builds, runs the suite and
+# Runs every test: installs what is missing (redis-server, PostgreSQL, Chromium, tmux), builds, runs the suite and
 # ends with one line: "tests: N passed, N failed[, N skipped]". Exits non-zero when anything failed.
 set -uo pipefail
 cd "$(dirname "$0")"

@@ -70,15 +70,21 @@ public sealed class ClaudeHome : IDisposable
 
     public static ClaudeHome ForGateway(Uri gateway)
     {
-        Assert.True(File.Exists(ClaudeCli.Path), $"{ClaudeCli.Path} is missing: run ./test.sh, or source scripts/lib/install.sh && ensure_claude_code");
-        var home = Directory.CreateTempSubdirectory("claudeproxy-claude-home-").FullName;
-        var settings = System.IO.Path.Combine(home, ".claude");
-        Directory.CreateDirectory(settings);
-        File.WriteAllText(System.IO.Path.Combine(settings, "settings.json"), System.Text.Json.JsonSerializer.Serialize(new
+        var home = Create();
+        File.WriteAllText(System.IO.Path.Combine(home.Home, ".claude", "settings.json"), System.Text.Json.JsonSerializer.Serialize(new
         {
             forceLoginMethod = "gateway",
             forceLoginGatewayUrl = gateway.GetLeftPart(UriPartial.Authority),
         }));
+        return home;
+    }
+
+    /// <summary>A home with no settings: where the CLI sends its requests is up to its environment.</summary>
+    public static ClaudeHome Create()
+    {
+        Assert.True(File.Exists(ClaudeCli.Path), $"{ClaudeCli.Path} is missing: run ./test.sh, or source scripts/lib/install.sh && ensure_claude_code");
+        var home = Directory.CreateTempSubdirectory("claudeproxy-claude-home-").FullName;
+        Directory.CreateDirectory(System.IO.Path.Combine(home, ".claude"));
         var work = System.IO.Path.Combine(home, "work");
         Directory.CreateDirectory(work);
         return new ClaudeHome(home, work);

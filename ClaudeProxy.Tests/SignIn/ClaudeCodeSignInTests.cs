@@ -15,7 +15,7 @@ namespace ClaudeProxy.Tests.SignIn;
 /// browser's part at the development OpenID Connect provider, then works, refreshes, is cut off when the person is
 /// deactivated, and signs out. The same flow over plain HTTP is in <see cref="SignInFlowTests"/>.
 /// </summary>
-public sealed class ClaudeCodeSignInTests(StackFixture fx, ITestOutputHelper log) : IClassFixture<StackFixture>, IAsyncLifetime
+public sealed partial class ClaudeCodeSignInTests(StackFixture fx, ITestOutputHelper log) : IClassFixture<StackFixture>, IAsyncLifetime
 {
     /// <summary>One CLI run on a loaded two-core machine: the native binary starts in seconds, not milliseconds.</summary>
     private static readonly TimeSpan CliRun = TimeSpan.FromSeconds(90);

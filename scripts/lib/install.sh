@@ -47,8 +47,13 @@ ensure_helper_tools() {
     { command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates; }
 }
 
+# A terminal for the tests that drive Claude Code's interactive session (send-keys, capture-pane).
+ensure_tmux() {
+  command -v tmux >/dev/null 2>&1 || apt_install tmux
+}
+
 ensure_test_prerequisites() {
-  ensure_dotnet && ensure_redis && ensure_postgres && ensure_chromium && ensure_helper_tools && ensure_claude_code
+  ensure_dotnet && ensure_redis && ensure_postgres && ensure_chromium && ensure_helper_tools && ensure_tmux && ensure_claude_code
 }
 
 # Claude Code's CLI (npm @anthropic-ai/claude-code, pinned) in .tools/claude-code, for the tests that run `claude -p`
