@@ -690,6 +690,10 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                         .HasColumnType("text")
                         .HasColumnName("endpoint");
 
+                    b.Property<string>("GroupIds")
+                        .HasColumnType("text")
+                        .HasColumnName("group_ids");
+
                     b.Property<long>("InputTokens")
                         .HasColumnType("bigint")
                         .HasColumnName("input_tokens");

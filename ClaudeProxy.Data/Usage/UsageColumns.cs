@@ -75,6 +75,7 @@ public static class UsageColumns
         Flag("output_estimated", u => u.OutputEstimated, UsageShown.Events),
         // Last, so that the CSV export only grows at its end.
         Text("user_email", u => u.UserEmail, UsageShown.Csv | UsageShown.Events),
+        Text("group_ids", u => u.GroupIds, UsageShown.Csv),
     ];
 
     /// <summary>The columns of the CSV export, in its order.</summary>

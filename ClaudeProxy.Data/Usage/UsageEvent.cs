@@ -49,4 +49,6 @@ public sealed record UsageEvent
     public bool CostEstimated { get; init; }
     /// <summary>The answer ended before its final usage: output tokens were estimated from the streamed content.</summary>
     public bool OutputEstimated { get; init; }
+    /// <summary>The ids of the groups the request was admitted under (their policies and pools applied), separated by spaces; null when none.</summary>
+    public string? GroupIds { get; init; }
 }

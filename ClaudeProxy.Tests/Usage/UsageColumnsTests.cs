@@ -20,7 +20,7 @@ namespace ClaudeProxy.Tests.Usage;
 public sealed class UsageColumnsTests(StackFixture fx) : IClassFixture<StackFixture>
 {
     private const string CsvHeader = "time,device_id,user_id,session_id,model,endpoint,status,streamed,input_tokens,output_tokens," +
-        "cache_write_5m_tokens,cache_write_1h_tokens,cache_read_tokens,web_search_requests,cost_usd,latency_ms,ttfb_ms,cancelled,upstream_request_id,correlation_id,user_email";
+        "cache_write_5m_tokens,cache_write_1h_tokens,cache_read_tokens,web_search_requests,cost_usd,latency_ms,ttfb_ms,cancelled,upstream_request_id,correlation_id,user_email,group_ids";
 
     /// <summary>Every field set, each to a value no other field has (the flags apart, which <see cref="Samples"/> flips one by one).</summary>
     private static readonly UsageEvent Sample = new()
@@ -30,6 +30,7 @@ public sealed class UsageColumnsTests(StackFixture fx) : IClassFixture<StackFixt
         Model = "claude-sonnet-4-5", Endpoint = "messages", Status = 529, Streamed = true,
         InputTokens = 11, OutputTokens = 12, CacheWrite5mTokens = 13, CacheWrite1hTokens = 14, CacheReadTokens = 15, WebSearchRequests = 16, WebFetchRequests = 17,
         CostUsd = 0.0123456789m, LatencyMs = 123.4567, TimeToFirstByteMs = 45.6, UpstreamRequestId = "req_7", CorrelationId = "corr,7", UserEmail = "user-7@example.com",
+        GroupIds = "grp_aaaaaaaaaaaaaaaa grp_bbbbbbbbbbbbbbbb",
         Cancelled = false, StreamError = true, CostEstimated = false, OutputEstimated = true,
     };
 
@@ -87,9 +88,9 @@ public sealed class UsageColumnsTests(StackFixture fx) : IClassFixture<StackFixt
         Assert.Equal(CsvHeader, UsageColumns.CsvHeader);
         Assert.Equal(CsvHeader.Split(','), UsageColumns.All.Where(c => c.Shown.HasFlag(UsageShown.Csv)).Select(c => c.Name));
         Assert.Equal("2026-11-26T10:11:12.1234560Z,device-7,'-user-7,session-7,claude-sonnet-4-5,messages,529,true,11,12,13,14,15,16," +
-            "0.0123456789,123.457,45.6,false,req_7,\"corr,7\",user-7@example.com", UsageColumns.CsvLine(Sample));
-        Assert.Equal("2026-11-26T10:11:12.1234560Z,device-7,'-user-7,,claude-sonnet-4-5,messages,529,true,11,12,13,14,15,16,,123.457,,false,,\"corr,7\",",
-            UsageColumns.CsvLine(Sample with { SessionId = null, CostUsd = null, TimeToFirstByteMs = null, UpstreamRequestId = null, UserEmail = null }));
+            "0.0123456789,123.457,45.6,false,req_7,\"corr,7\",user-7@example.com,grp_aaaaaaaaaaaaaaaa grp_bbbbbbbbbbbbbbbb", UsageColumns.CsvLine(Sample));
+        Assert.Equal("2026-11-26T10:11:12.1234560Z,device-7,'-user-7,,claude-sonnet-4-5,messages,529,true,11,12,13,14,15,16,,123.457,,false,,\"corr,7\",,",
+            UsageColumns.CsvLine(Sample with { SessionId = null, CostUsd = null, TimeToFirstByteMs = null, UpstreamRequestId = null, UserEmail = null, GroupIds = null }));
     }
 
     [Fact]
