@@ -2,6 +2,7 @@ using System.Text.Json;
 using ClaudeProxy.Gateway.Configuration;
 using ClaudeProxy.Gateway.Errors;
 using ClaudeProxy.Gateway.Forwarding;
+using ClaudeProxy.Gateway.Policies;
 using ClaudeProxy.Gateway.Tokens;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Http.Json;
@@ -58,6 +59,7 @@ public static class ManagementExtensions
             api.MapDevicesApi();
             api.MapUsersApi();
             api.MapGroupsApi();
+            api.MapPolicyApi();
             api.MapManagedSettingsApi();
             api.MapUsageManagementApi();
         }
