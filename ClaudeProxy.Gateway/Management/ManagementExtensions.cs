@@ -49,13 +49,14 @@ public static class ManagementExtensions
             api.MapManagedSettingsApi();
             api.MapUsageManagementApi();
             // Anthropic's Admin API paths, so scripts written for it work against the gateway.
-            app.MapGroup("/v1/organizations").AddEndpointFilter(OperatorOnlyAsync).MapSpendLimitsApi();
+            var organizations = app.MapGroup("/v1/organizations").AddEndpointFilter(OperatorOnlyAsync);
+            organizations.MapSpendLimitsApi();
         }
         return app;
     }
 
     /// <summary>Lets through only calls with the operator key, and those needing Postgres only when it is configured.</summary>
-    private static async ValueTask<object?> OperatorOnlyAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    internal static async ValueTask<object?> OperatorOnlyAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
         if (!await OperatorKey.CheckAsync(http, http.RequestServices.GetRequiredService<GatewayOptions>(), http.RequestServices.GetRequiredService<TokenService>()))
