@@ -58,6 +58,7 @@ public static class ManagementExtensions
             api.MapDevicesApi();
             api.MapUsersApi();
             api.MapGroupsApi();
+            api.MapGroupSpendApi();
             api.MapManagedSettingsApi();
             api.MapUsageManagementApi();
         }
