@@ -121,10 +121,18 @@ public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> 
 /// <summary>What a device spent since a moment, summed from the stored usage events.</summary>
 public sealed class PostgresSpendHistory(IDbContextFactory<GatewayDbContext> contexts) : Limits.ISpendHistory
 {
-    public async ValueTask<long> SpentMicrosAsync(string deviceId, DateTimeOffset since, CancellationToken cancellationToken)
+    public async ValueTask<long> SpentMicrosAsync(Limits.SpendCapKind kind, string subject, DateTimeOffset since, CancellationToken cancellationToken)
     {
         await using var db = await contexts.CreateDbContextAsync(cancellationToken);
-        var spent = await db.UsageEvents.Where(u => u.DeviceId == deviceId && u.Time >= since).SumAsync(u => u.CostUsd ?? 0m, cancellationToken);
+        var events = db.UsageEvents.Where(u => u.Time >= since);
+        events = kind switch
+        {
+            Limits.SpendCapKind.Organization => events,
+            // Group ids have one length and are separated by spaces, so no id matches inside another.
+            Limits.SpendCapKind.GroupPool => events.Where(u => u.GroupIds != null && u.GroupIds.Contains(subject)),
+            _ => events.Where(u => u.DeviceId == subject),
+        };
+        var spent = await events.SumAsync(u => u.CostUsd ?? 0m, cancellationToken);
         return (long)Math.Ceiling(spent * 1_000_000m);
     }
 }

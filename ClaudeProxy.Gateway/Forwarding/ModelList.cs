@@ -58,7 +58,11 @@ public readonly record struct ModelPage(int Limit, string? AfterId, string? Befo
 public static class ModelList
 {
     /// <summary>Writes the caller's page; false when <paramref name="upstream"/> is not a list of models.</summary>
-    public static bool TryWrite(ReadOnlyMemory<byte> upstream, ModelAllowlist allowlist, ModelPage page, IBufferWriter<byte> output)
+    public static bool TryWrite(ReadOnlyMemory<byte> upstream, ModelAllowlist allowlist, ModelPage page, IBufferWriter<byte> output) =>
+        TryWrite(upstream, allowlist.Allows, page, output);
+
+    /// <summary>Writes the caller's page of the models <paramref name="allows"/> lets through; false when <paramref name="upstream"/> is not a list of models.</summary>
+    public static bool TryWrite(ReadOnlyMemory<byte> upstream, Func<string, bool> allows, ModelPage page, IBufferWriter<byte> output)
     {
         JsonDocument document;
         try
@@ -80,7 +84,7 @@ public static class ModelList
             foreach (var model in data.EnumerateArray())
             {
                 if (model.ValueKind == JsonValueKind.Object && model.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String
-                    && id.GetString() is { } name && allowlist.Allows(name))
+                    && id.GetString() is { } name && allows(name))
                 {
                     visible.Add((name, model));
                 }

@@ -14,7 +14,7 @@ namespace ClaudeProxy.Gateway.Forwarding;
 /// uncompressed; a 200 is answered with the caller's page of it (<see cref="ModelList"/>). Any other answer passes as
 /// it came, like every upstream error.
 /// </summary>
-public sealed class ModelListTransformer(UpstreamTransformer inner, ModelAllowlist allowlist, ModelPage page) : HttpTransformer
+public sealed class ModelListTransformer(UpstreamTransformer inner, Func<string, bool> allows, ModelPage page) : HttpTransformer
 {
     // Anthropic's whole list with every capability of every model is tens of kilobytes.
     private const int MaxListBytes = 8 * 1024 * 1024;
@@ -43,7 +43,7 @@ public sealed class ModelListTransformer(UpstreamTransformer inner, ModelAllowli
         response.Headers.ContentEncoding = default;
         var list = await ReadAsync(proxyResponse.Content, cancellationToken);
         var output = new ArrayBufferWriter<byte>(4096);
-        if (list is null || !ModelList.TryWrite(list.Value, allowlist, page, output))
+        if (list is null || !ModelList.TryWrite(list.Value, allows, page, output))
         {
             await ApiErrors.WriteAsync(httpContext, 502, "api_error", "the Anthropic API answered GET /v1/models with something other than a list of models");
             return false;

@@ -18,6 +18,7 @@ namespace ClaudeProxy.Gateway.Forwarding;
 public sealed partial class ModelsHandler(
     DeviceAuthenticator authenticator,
     Reservations reservations,
+    Policies.PolicyResolver policies,
     AdmissionService admission,
     Refusals refusals,
     UpstreamForwarder upstream,
@@ -42,7 +43,7 @@ public sealed partial class ModelsHandler(
         }
         else
         {
-            await ForwardAsync(context, identity, new ModelListTransformer(transformer, identity.Models, page), started);
+            await ForwardAsync(context, identity, new ModelListTransformer(transformer, policies.For(identity).Allows, page), started);
         }
         LogRequest(logger, context.Request.Path.Value, identity?.DeviceId ?? "-", context.Response.StatusCode, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
@@ -55,7 +56,7 @@ public sealed partial class ModelsHandler(
         {
             metrics.Rejected("authentication");
         }
-        else if (!identity.Models.Allows(id))
+        else if (!policies.For(identity).Allows(id))
         {
             metrics.Rejected("model");
             await ApiErrors.WriteAsync(context, 404, "not_found_error", $"model: {id}");
@@ -74,7 +75,7 @@ public sealed partial class ModelsHandler(
             await ForwarderErrors.WriteBreakerOpenAsync(context, upstream.RetryAfter, metrics);
             return;
         }
-        var request = reservations.For(ApiRoute.Models, identity, body: null);
+        var request = reservations.For(ApiRoute.Models, identity, policies.For(identity), body: null);
         var decision = await admission.AdmitAsync(request, context.RequestAborted);
         if (decision.Outcome != AdmissionOutcome.Admitted)
         {

@@ -20,6 +20,7 @@ public sealed partial class ProxyHandler(
     GatewayOptions options,
     DeviceAuthenticator authenticator,
     Reservations reservations,
+    Policies.PolicyResolver policies,
     AdmissionService admission,
     Refusals refusals,
     UpstreamForwarder upstream,
@@ -52,9 +53,11 @@ public sealed partial class ProxyHandler(
                 return;
             }
             deviceId = identity.DeviceId;
+            // The most restrictive of the token's policy, its groups' and the organisation's (worked out once per token).
+            var policy = policies.For(identity);
 
             // Both refusals come before the body is read: a device that is refused anyway holds no buffer.
-            if (_rateLimited.IsRefused(deviceId, identity.RateLimit, out var known))
+            if (_rateLimited.IsRefused(deviceId, policy.RateLimit, out var known))
             {
                 await refusals.WriteKnownRateLimitedAsync(context, known);
                 return;
@@ -75,7 +78,7 @@ public sealed partial class ProxyHandler(
                     return;
                 }
                 model = body.Model!;
-                if (!identity.Models.Allows(model))
+                if (!policy.Allows(model))
                 {
                     await RequestValidation.RefuseModelAsync(context, model, metrics);
                     return;
@@ -89,15 +92,20 @@ public sealed partial class ProxyHandler(
             }
 
             // Standing and admission: standing, request limit, token budget and spend reservation in one atomic step.
-            var request = reservations.For(route, identity, body);
+            var request = reservations.For(route, identity, policy, body);
             var decision = await admission.AdmitAsync(request, context.RequestAborted);
             _rateLimited.Observe(deviceId, decision);
+            var unified = request.Caps.Length > 0 && SpendLimitHeaders.Applies(context, identity);
             if (decision.Outcome != AdmissionOutcome.Admitted)
             {
-                await refusals.WriteAsync(context, decision, request);
+                await refusals.WriteAsync(context, decision, request, unified);
                 return;
             }
             metrics.Admitted(route.Name());
+            if (unified)
+            {
+                SpendLimitHeaders.WriteAdmitted(context.Response, request, decision);
+            }
 
             await ForwardAsync(context, route, identity, body, model ?? "", request, decision, started);
         }

@@ -1,24 +1,68 @@
 namespace ClaudeProxy.Gateway.Limits;
 
 /// <summary>
-/// Everything one request must pass before it is forwarded, checked and reserved in one atomic step.
-/// <see cref="SpendCapMicros"/> is <see cref="NoCap"/> when the device has no cap; a cap of 0 refuses every request.
-/// <see cref="PolicyVersion"/> is the token's, compared with the device's current standing.
+/// Everything one request must pass before it is forwarded, checked and reserved in one atomic step: the device's
+/// standing (<see cref="PolicyVersion"/> is the token's), its request limit and token budget, and every spend cap that
+/// applies (<see cref="Caps"/>: none, or the device's own, the person's, each group's member cap and pool, the
+/// organisation's), each reserving <see cref="ReserveMicros"/>.
 /// </summary>
 public sealed record AdmissionRequest(
     string DeviceId,
     int RateLimit,
     TimeSpan RateWindow,
     int? TokenLimit,
-    long SpendCapMicros,
     long ReserveMicros,
-    string SpendPeriodId,
-    DateTimeOffset SpendPeriodStart,
-    DateTimeOffset SpendPeriodEnd,
+    SpendCap[] Caps,
     int PolicyVersion)
 {
-    public const long NoCap = -1;
+    /// <summary>The latest end of the periods of its caps (after it, no spend is left to settle); default without caps.</summary>
+    public DateTimeOffset SpendPeriodEnd
+    {
+        get
+        {
+            var end = default(DateTimeOffset);
+            foreach (var cap in Caps)
+            {
+                end = cap.PeriodEnd > end ? cap.PeriodEnd : end;
+            }
+            return end;
+        }
+    }
 }
+
+/// <summary>What a spend cap is on.</summary>
+public enum SpendCapKind
+{
+    /// <summary>The device's own cap (its policy, in its token).</summary>
+    Device,
+    /// <summary>A person's spend limit.</summary>
+    User,
+    /// <summary>A group's cap on each of its members.</summary>
+    GroupMember,
+    /// <summary>A group's pool, shared by all its members.</summary>
+    GroupPool,
+    /// <summary>The whole organisation.</summary>
+    Organization,
+}
+
+/// <summary>
+/// One spend cap a request is checked against, and the Redis counter that holds the spend against it this period.
+/// The caps on one device's own spend (<see cref="SpendCapKind.Device"/>, <see cref="SpendCapKind.User"/>,
+/// <see cref="SpendCapKind.GroupMember"/>) share its counter of a period; a pool's counter is the group's, the
+/// organisation's is one for everyone. <see cref="Subject"/> is whose spend the counter sums: the device id, the
+/// group id, or empty for the organisation. <see cref="CapMicros"/> 0 refuses every request that can cost anything.
+/// </summary>
+public sealed record SpendCap(
+    SpendCapKind Kind,
+    string Counter,
+    string Subject,
+    string Name,
+    long CapMicros,
+    SpendPeriod Period,
+    string TimeZone,
+    DateTimeOffset PeriodStart,
+    DateTimeOffset PeriodEnd,
+    string? LimitId = null);
 
 /// <summary>
 /// What admission decided. The values up to <see cref="UnknownDevice"/> are the codes the Redis admission script
@@ -64,25 +108,50 @@ public enum AdmissionStore
 /// <summary>
 /// The decision. <see cref="Rate"/> describes the device's request limit; for a token budget refusal
 /// <see cref="TokensUsed"/> and <see cref="RetryAfter"/> say how far over it is and for how long.
-/// <see cref="Store"/> says where the admission was recorded; <see cref="Generation"/> identifies the Redis spend
-/// counter the reservation went into (a counter rebuilt after Redis lost it has another).
+/// <see cref="Spent"/> holds, per cap of the request, what is spent and reserved against it (this request's
+/// reservation included when admitted); <see cref="Binding"/> is the cap that refused the request, or when admitted
+/// the one closest to its limit (-1 without caps), and <see cref="SpentMicros"/> its spend.
+/// <see cref="Store"/> says where the admission was recorded; <see cref="Generations"/> identify the Redis spend
+/// counters the reservation went into (a counter rebuilt after Redis lost it has another generation).
 /// </summary>
 public readonly record struct Admission(
     AdmissionOutcome Outcome,
     RateDecision Rate,
     TimeSpan RetryAfter = default,
     long TokensUsed = 0,
-    long SpentMicros = 0,
     bool Reserved = false,
     AdmissionStore Store = AdmissionStore.None,
-    long Generation = 0);
+    long[]? Spent = null,
+    long[]? Generations = null,
+    int Binding = -1)
+{
+    public long SpentMicros => Spent is { } spent && Binding >= 0 ? spent[Binding] : 0;
+
+    /// <summary>The cap closest to its limit before this request's own reservation, by the share of it used.</summary>
+    public static int Closest(SpendCap[] caps, long[] spent, long reserved)
+    {
+        var binding = -1;
+        var highest = -1.0;
+        for (var i = 0; i < caps.Length; i++)
+        {
+            var share = caps[i].CapMicros <= 0 ? 1.0 : (double)Math.Max(0, spent[i] - reserved) / caps[i].CapMicros;
+            if (share > highest)
+            {
+                highest = share;
+                binding = i;
+            }
+        }
+        return binding;
+    }
+}
 
 /// <summary>
-/// What a request really cost, to settle its reservation and feed the token budget. <see cref="Generation"/> is the
-/// Redis spend counter's (0 when not known): a settlement never adjusts a counter rebuilt since its reservation.
+/// What a request really cost, to settle its reservation in each of its spend <see cref="Counters"/> and feed the
+/// token budget. <see cref="Generations"/> are the counters' (0 when not known): a settlement never adjusts a counter
+/// rebuilt since its reservation.
 /// </summary>
-public sealed record Settlement(string DeviceId, string SpendPeriodId, long ReservedMicros, long ActualMicros, long Tokens,
-    DateTimeOffset SpendPeriodEnd = default, long Generation = 0);
+public sealed record Settlement(string DeviceId, string[] Counters, long[] Generations, long ReservedMicros, long ActualMicros, long Tokens,
+    DateTimeOffset SpendPeriodEnd = default);
 
 /// <summary>What the limiter decided about a request limit, and what to tell the client about it.</summary>
 public readonly record struct RateDecision(bool Allowed, int Limit, int Remaining, DateTimeOffset ResetAt, TimeSpan RetryAfter);

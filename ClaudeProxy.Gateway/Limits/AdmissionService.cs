@@ -24,9 +24,9 @@ public sealed partial class AdmissionService(
 {
     private int _degraded;
     private int _standingWarned;
-    // The device's spend and counter generation in the last Redis answer this instance had, this spend period.
+    // Each spend counter's spend and generation in the last Redis answer this instance had.
     private readonly ConcurrentDictionary<string, LastView> _views = new(StringComparer.Ordinal);
-    private string _viewPeriod = "";
+    private const int MaxViews = 100_000;
 
     private sealed class LastView
     {
@@ -81,7 +81,7 @@ public sealed partial class AdmissionService(
         var refuseUnknown = standing?.RefusesUnknown == true;
         var (admission, needed) = await store.AdmitAsync(request, check, refuseUnknown, null, null);
         DeviceStanding? standingSeed = null;
-        long? spendSeed = null;
+        long?[]? spendSeeds = null;
         // The script asks for what it lacks instead of guessing; a second ask can only come from a counter that
         // expired in between, so two rounds of seeds are enough.
         for (var round = 0; needed != RedisAdmissionStore.Seeds.None && round < 2; round++)
@@ -90,31 +90,46 @@ public sealed partial class AdmissionService(
             {
                 standingSeed = await ReadStandingAsync(request.DeviceId, cancellationToken);
             }
-            if (needed.HasFlag(RedisAdmissionStore.Seeds.Spend))
+            for (var i = 0; i < request.Caps.Length; i++)
             {
-                try
+                if (!RedisAdmissionStore.NeedsSpendSeed(needed, i))
                 {
-                    spendSeed = await history.SpentMicrosAsync(request.DeviceId, request.SpendPeriodStart, cancellationToken);
+                    continue;
                 }
-                catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+                spendSeeds ??= new long?[request.Caps.Length];
+                if (await SpentAsync(request.Caps[i], cancellationToken) is not long spent)
                 {
-                    // Nothing was recorded for this request yet (the script asks before it admits). Without what the
-                    // device already spent this period its cap cannot be checked, and a cap is not guessed at.
-                    LogPostgresUnreadable(logger, "spend this period", e.GetType().Name, "its request is refused until it can");
                     return new Admission(AdmissionOutcome.SpendUnknown, default);
                 }
+                spendSeeds[i] = spent;
             }
-            (admission, needed) = await store.AdmitAsync(request, check, refuseUnknown, standingSeed, spendSeed);
+            (admission, needed) = await store.AdmitAsync(request, check, refuseUnknown, standingSeed, spendSeeds);
         }
         if (needed != RedisAdmissionStore.Seeds.None)
         {
             return new Admission(AdmissionOutcome.SpendUnknown, default);
         }
-        if (request.SpendCapMicros >= 0 && admission.Generation != 0)
+        if (admission.Spent is not null && admission.Generations is not null)
         {
             Remember(request, admission);
         }
         return admission;
+    }
+
+    /// <summary>What was spent against a cap this period, from the durable record; null when it cannot be read.</summary>
+    private async ValueTask<long?> SpentAsync(SpendCap cap, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await history.SpentMicrosAsync(cap.Kind, cap.Subject, cap.PeriodStart, cancellationToken);
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Nothing was recorded for this request yet (the script asks before it admits). Without what was already
+            // spent this period the cap cannot be checked, and a cap is not guessed at.
+            LogPostgresUnreadable(logger, "spend this period", e.GetType().Name, "its request is refused until it can");
+            return null;
+        }
     }
 
     private async ValueTask<DeviceStanding> ReadStandingAsync(string deviceId, CancellationToken cancellationToken)
@@ -137,14 +152,17 @@ public sealed partial class AdmissionService(
 
     private void Remember(AdmissionRequest request, Admission admission)
     {
-        if (!ReferenceEquals(_viewPeriod, request.SpendPeriodId) && _viewPeriod != request.SpendPeriodId)
+        // Views are per counter, and a new period's counters have new keys: the old ones are forgotten in bulk.
+        if (_views.Count > MaxViews)
         {
             _views.Clear();
-            _viewPeriod = request.SpendPeriodId;
         }
-        var view = _views.GetOrAdd(request.DeviceId, static _ => new LastView());
-        Volatile.Write(ref view.Spent, admission.SpentMicros);
-        Volatile.Write(ref view.Generation, admission.Generation);
+        for (var i = 0; i < request.Caps.Length; i++)
+        {
+            var view = _views.GetOrAdd(request.Caps[i].Counter, static _ => new LastView());
+            Volatile.Write(ref view.Spent, admission.Spent![i]);
+            Volatile.Write(ref view.Generation, admission.Generations![i]);
+        }
     }
 
     private async ValueTask<Admission> AdmitInMemoryAsync(AdmissionRequest request, CancellationToken cancellationToken)
@@ -157,31 +175,27 @@ public sealed partial class AdmissionService(
                 return new Admission(verdict, default);
             }
         }
-        var (admission, needsSeed) = await memory.AdmitAsync(request, null);
-        if (!needsSeed)
+        var (admission, missing) = await memory.AdmitAsync(request, null);
+        if (missing is null)
         {
             return admission;
         }
-        long seed;
-        if (redis is not null && _viewPeriod == request.SpendPeriodId && _views.TryGetValue(request.DeviceId, out var view))
+        var seeds = new long?[request.Caps.Length];
+        foreach (var i in missing)
         {
-            seed = Share(request.SpendCapMicros, Volatile.Read(ref view.Spent));
-        }
-        else
-        {
-            long spent;
-            try
+            var cap = request.Caps[i];
+            if (redis is not null && _views.TryGetValue(cap.Counter, out var view))
             {
-                spent = await history.SpentMicrosAsync(request.DeviceId, request.SpendPeriodStart, cancellationToken);
+                seeds[i] = Share(cap.CapMicros, Volatile.Read(ref view.Spent));
+                continue;
             }
-            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            if (await SpentAsync(cap, cancellationToken) is not long spent)
             {
-                LogPostgresUnreadable(logger, "spend this period", e.GetType().Name, "its request is refused until it can");
                 return new Admission(AdmissionOutcome.SpendUnknown, default);
             }
-            seed = redis is null ? spent : Share(request.SpendCapMicros, spent);
+            seeds[i] = redis is null ? spent : Share(cap.CapMicros, spent);
         }
-        (admission, _) = await memory.AdmitAsync(request, seed);
+        (admission, _) = await memory.AdmitAsync(request, seeds);
         return admission;
     }
 
@@ -203,8 +217,9 @@ public sealed partial class AdmissionService(
     /// </summary>
     public void Settle(AdmissionRequest request, Admission decision, long actualMicros, long tokens)
     {
-        var settlement = new Settlement(request.DeviceId, request.SpendPeriodId, decision.Reserved ? request.ReserveMicros : 0, actualMicros, tokens,
-            request.SpendPeriodEnd, decision.Generation);
+        var counters = Counters(request.Caps);
+        var settlement = new Settlement(request.DeviceId, counters, decision.Generations ?? new long[counters.Length],
+            decision.Reserved ? request.ReserveMicros : 0, actualMicros, tokens, request.SpendPeriodEnd);
         switch (decision.Store)
         {
             case AdmissionStore.Redis:
@@ -212,13 +227,31 @@ public sealed partial class AdmissionService(
                 break;
             case AdmissionStore.Memory:
                 memory.Settle(settlement);
-                if (redis is not null && actualMicros > 0 && request.SpendCapMicros >= 0 && _views.TryGetValue(request.DeviceId, out var view)
-                    && Volatile.Read(ref view.Generation) is var generation and not 0)
+                if (redis is not null && actualMicros > 0 && counters.Length > 0)
                 {
-                    retries?.Settle(settlement with { ReservedMicros = 0, Tokens = 0, Generation = generation });
+                    var generations = new long[counters.Length];
+                    for (var i = 0; i < counters.Length; i++)
+                    {
+                        generations[i] = _views.TryGetValue(counters[i], out var view) ? Volatile.Read(ref view.Generation) : 0;
+                    }
+                    retries?.Settle(settlement with { ReservedMicros = 0, Tokens = 0, Generations = generations });
                 }
                 break;
         }
+    }
+
+    private static string[] Counters(SpendCap[] caps)
+    {
+        if (caps.Length == 0)
+        {
+            return [];
+        }
+        var counters = new string[caps.Length];
+        for (var i = 0; i < caps.Length; i++)
+        {
+            counters[i] = caps[i].Counter;
+        }
+        return counters;
     }
 
     public async ValueTask<RateDecision?> AcquireAsync(string key, int limit, TimeSpan window, CancellationToken cancellationToken)

@@ -12,12 +12,20 @@ public sealed class InMemoryAdmissionStore(TimeProvider time)
 {
     private readonly ConcurrentDictionary<string, DeviceState> _states = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, DeviceState> _limiters = new(StringComparer.Ordinal);
+    // Spend against each cap's counter (a device's own, a pool, the organisation's), and when each counter's period ends.
+    private readonly Dictionary<string, long> _spend = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DateTimeOffset> _spendEnds = new(StringComparer.Ordinal);
     private long _calls;
 
-    public ValueTask<(Admission Admission, bool NeedsSeed)> AdmitAsync(AdmissionRequest request, long? spentSeedMicros)
+    /// <summary>
+    /// Admits or refuses, or asks for seeds: the index of each cap whose counter this process does not hold yet, when
+    /// <paramref name="spentSeedsMicros"/> does not give it.
+    /// </summary>
+    public ValueTask<(Admission Admission, List<int>? NeedsSeeds)> AdmitAsync(AdmissionRequest request, long?[]? spentSeedsMicros)
     {
         var now = time.GetUtcNow();
         var state = State(_states, request.DeviceId, now);
+        var caps = request.Caps;
         lock (state)
         {
             var rate = state.Log.Peek(now.UtcTicks, request.RateLimit, request.RateWindow.Ticks);
@@ -33,45 +41,72 @@ public sealed class InMemoryAdmissionStore(TimeProvider time)
                     return Result(new Admission(AdmissionOutcome.TokenBudgetExhausted, rate, retry, used));
                 }
             }
-            long spent = 0;
-            var reserved = false;
-            if (request.SpendCapMicros >= 0)
+            long[]? spent = null;
+            if (caps.Length > 0)
             {
-                if (!state.Spend.TryGetValue(request.SpendPeriodId, out spent))
+                // Pools and the organisation's counter are shared by devices: one lock for every counter.
+                lock (_spend)
                 {
-                    if (spentSeedMicros is not long seed)
+                    List<int>? missing = null;
+                    spent = new long[caps.Length];
+                    for (var i = 0; i < caps.Length; i++)
                     {
-                        return ValueTask.FromResult((default(Admission), true));
+                        if (!_spend.TryGetValue(caps[i].Counter, out spent[i]))
+                        {
+                            if (spentSeedsMicros?[i] is not long seed)
+                            {
+                                (missing ??= []).Add(i);
+                                continue;
+                            }
+                            _spend[caps[i].Counter] = spent[i] = seed;
+                            _spendEnds[caps[i].Counter] = caps[i].PeriodEnd;
+                        }
                     }
-                    spent = seed;
+                    if (missing is not null)
+                    {
+                        return ValueTask.FromResult((default(Admission), (List<int>?)missing));
+                    }
+                    for (var i = 0; i < caps.Length; i++)
+                    {
+                        if (spent[i] + request.ReserveMicros > caps[i].CapMicros)
+                        {
+                            return Result(new Admission(AdmissionOutcome.SpendCapReached, rate, Spent: spent, Binding: i));
+                        }
+                    }
+                    for (var i = 0; i < caps.Length; i++)
+                    {
+                        _spend[caps[i].Counter] = spent[i] += request.ReserveMicros;
+                    }
                 }
-                if (spent + request.ReserveMicros > request.SpendCapMicros)
-                {
-                    state.Spend[request.SpendPeriodId] = spent;
-                    return Result(new Admission(AdmissionOutcome.SpendCapReached, rate, SpentMicros: spent));
-                }
-                spent += request.ReserveMicros;
-                state.Spend[request.SpendPeriodId] = spent;
-                reserved = true;
             }
             var admitted = state.Log.Add(now.UtcTicks, request.RateLimit, request.RateWindow.Ticks);
-            return Result(new Admission(AdmissionOutcome.Admitted, admitted, SpentMicros: spent, Reserved: reserved, Store: AdmissionStore.Memory));
+            return Result(new Admission(AdmissionOutcome.Admitted, admitted, Reserved: caps.Length > 0, Store: AdmissionStore.Memory, Spent: spent,
+                Binding: spent is null ? -1 : Admission.Closest(caps, spent, request.ReserveMicros)));
         }
     }
 
     public void Settle(Settlement settlement)
     {
         var now = time.GetUtcNow();
-        var state = State(_states, settlement.DeviceId, now);
-        lock (state)
+        if (settlement.Tokens > 0)
         {
-            if (settlement.Tokens > 0)
+            var state = State(_states, settlement.DeviceId, now);
+            lock (state)
             {
                 state.Tokens.Add(now, settlement.Tokens);
             }
-            if (settlement.ReservedMicros > 0 && state.Spend.TryGetValue(settlement.SpendPeriodId, out var spent))
+        }
+        if (settlement.ReservedMicros > 0)
+        {
+            lock (_spend)
             {
-                state.Spend[settlement.SpendPeriodId] = spent - settlement.ReservedMicros + settlement.ActualMicros;
+                foreach (var counter in settlement.Counters)
+                {
+                    if (_spend.TryGetValue(counter, out var spent))
+                    {
+                        _spend[counter] = spent - settlement.ReservedMicros + settlement.ActualMicros;
+                    }
+                }
             }
         }
     }
@@ -92,9 +127,14 @@ public sealed class InMemoryAdmissionStore(TimeProvider time)
     {
         _states.Clear();
         _limiters.Clear();
+        lock (_spend)
+        {
+            _spend.Clear();
+            _spendEnds.Clear();
+        }
     }
 
-    private static ValueTask<(Admission, bool)> Result(Admission admission) => ValueTask.FromResult((admission, false));
+    private static ValueTask<(Admission, List<int>?)> Result(Admission admission) => ValueTask.FromResult((admission, (List<int>?)null));
 
     private DeviceState State(ConcurrentDictionary<string, DeviceState> states, string key, DateTimeOffset now)
     {
@@ -102,8 +142,25 @@ public sealed class InMemoryAdmissionStore(TimeProvider time)
         {
             Sweep(_states, now);
             Sweep(_limiters, now);
+            SweepSpend(now);
         }
         return states.GetOrAdd(key, static _ => new DeviceState());
+    }
+
+    // A counter is kept a day past its period, as Redis keeps it.
+    private void SweepSpend(DateTimeOffset now)
+    {
+        lock (_spend)
+        {
+            foreach (var (counter, end) in _spendEnds.ToArray())
+            {
+                if (end.AddDays(1) < now)
+                {
+                    _spend.Remove(counter);
+                    _spendEnds.Remove(counter);
+                }
+            }
+        }
     }
 
     private static void Sweep(ConcurrentDictionary<string, DeviceState> states, DateTimeOffset now)
@@ -124,9 +181,8 @@ public sealed class InMemoryAdmissionStore(TimeProvider time)
     {
         public SlidingWindowLog Log { get; } = new();
         public MinuteCounter Tokens { get; } = new();
-        public Dictionary<string, long> Spend { get; } = new(StringComparer.Ordinal);
 
-        public bool Idle(DateTimeOffset now) => Spend.Count == 0 && Log.IdleSince(now.UtcTicks) && Tokens.Used(now).Used == 0;
+        public bool Idle(DateTimeOffset now) => Log.IdleSince(now.UtcTicks) && Tokens.Used(now).Used == 0;
     }
 }
 

@@ -17,7 +17,11 @@ public static class LimitsExtensions
         builder.Services.AddSingleton<InMemoryAdmissionStore>();
         builder.Services.AddSingleton<SettlementQueueSize>();
         builder.Services.AddSingleton<LimitMetrics>();
-        builder.Services.AddSingleton<Policies.PolicyChanges>();
+        // Groups and spend limits: read at start and on every change, never per request.
+        builder.Services.AddSingleton<Policies.PolicyStore>();
+        builder.Services.AddSingleton<Policies.PolicyChanges>(sp => sp.GetRequiredService<Policies.PolicyStore>());
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<Policies.PolicyStore>());
+        builder.Services.AddSingleton<Policies.PolicyResolver>();
         if (backing.Postgres)
         {
             builder.Services.AddSingleton<ISpendHistory, Data.PostgresSpendHistory>();

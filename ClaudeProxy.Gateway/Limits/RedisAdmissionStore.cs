@@ -15,9 +15,15 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
 {
     private static readonly ActivitySource Activity = new(TelemetryNames.GatewayActivitySource);
 
-    /// <summary>Seeds the admission script asked for, as bit flags in its last result.</summary>
+    /// <summary>Seeds the admission script asked for, as bit flags: the standing's, and bit 2^(i+1) for the counter of cap i.</summary>
     [Flags]
-    public enum Seeds { None = 0, Standing = 1, Spend = 2 }
+    public enum Seeds : long { None = 0, Standing = 1 }
+
+    /// <summary>At most this many caps apply to one request (the seed flags fit in a Lua number exactly).</summary>
+    public const int MaxCaps = 48;
+
+    /// <summary>True when the script asked for the seed of the counter of cap <paramref name="index"/>.</summary>
+    public static bool NeedsSpendSeed(Seeds seeds, int index) => ((long)seeds & (2L << index)) != 0;
 
     /// <summary>The standing seed for a device whose record could not be read: check nothing, store nothing.</summary>
     public const string StandingUnreadable = "?";
@@ -41,67 +47,68 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
         end
         """;
 
-    // KEYS: rate zset, token hash, spend hash (s = spent, g = generation), standing hash (status, version).
-    // ARGV: limit, window ms, member, token limit (0 = off), cap micros (-1 = off, 0 = nothing may be spent),
-    // reserve micros, spend ttl ms, spend seed micros (-1 = none given), token policy version (-1 = standing not
-    // checked), standing seed status ('' = none given), standing seed version, refuse unknown devices (1/0).
-    // Returns {outcome, count, reset_in_ms, tokens_used, spent, now_ms, generation, seeds needed}.
+    // KEYS: rate zset, token hash, standing hash (status, version), then one spend hash per cap (s = spent, g = generation).
+    // ARGV: limit, window ms, member, token limit (0 = off), reserve micros, token policy version (-1 = standing not
+    // checked), standing seed status ('' = none given), standing seed version, refuse unknown devices (1/0), number of
+    // caps, then per cap: cap micros, spend ttl ms, spend seed micros (-1 = none given).
+    // Returns {outcome, count, reset_in_ms, tokens_used, now_ms, seeds needed, binding cap (1-based, 0 = none), then per
+    // cap: spent, generation}. A cap's seed bit is 2^i; the standing's is 1.
     private static readonly string AdmitScript = $$"""
         {{RedisNow}}
-        local version = tonumber(ARGV[9])
-        local cap = tonumber(ARGV[5])
+        local version = tonumber(ARGV[6])
+        local n = tonumber(ARGV[10])
         local status = false
         local current = 0
         local seeds = 0
+        local none = {}
         if version >= 0 then
-          local standing = redis.call('HMGET', KEYS[4], 'status', 'version')
+          local standing = redis.call('HMGET', KEYS[3], 'status', 'version')
           status = standing[1]
           current = tonumber(standing[2]) or 0
-          if not status and ARGV[10] == '' then seeds = {{(int)Seeds.Standing}} end
+          if not status and ARGV[7] == '' then seeds = {{(int)Seeds.Standing}} end
         end
-        local spend = false
-        if cap >= 0 then
-          spend = redis.call('HMGET', KEYS[3], 's', 'g')
-          if not spend[1] and tonumber(ARGV[8]) < 0 then seeds = seeds + {{(int)Seeds.Spend}} end
+        local spend = {}
+        for i = 1, n do
+          spend[i] = redis.call('HMGET', KEYS[3 + i], 's', 'g')
+          if not spend[i][1] and tonumber(ARGV[10 + 3 * i]) < 0 then seeds = seeds + 2 ^ i end
         end
         if seeds > 0 then
-          return {{{(int)AdmissionOutcome.SeedNeeded}}, 0, 0, 0, 0, now, 0, seeds}
+          return {{{(int)AdmissionOutcome.SeedNeeded}}, 0, 0, 0, now, seeds, 0, unpack(none)}
         end
         if version >= 0 then
           if not status then
-            status = ARGV[10]
-            current = tonumber(ARGV[11])
+            status = ARGV[7]
+            current = tonumber(ARGV[8])
             if status ~= '{{StandingUnreadable}}' then
-              redis.call('HSET', KEYS[4], 'status', status, 'version', current)
-              if status == '{{DeviceStanding.Unknown}}' then redis.call('PEXPIRE', KEYS[4], {{UnknownStandingTtlMs}}) end
+              redis.call('HSET', KEYS[3], 'status', status, 'version', current)
+              if status == '{{DeviceStanding.Unknown}}' then redis.call('PEXPIRE', KEYS[3], {{UnknownStandingTtlMs}}) end
             end
           end
           if status == '{{DeviceStanding.Revoked}}' then
-            return {{{(int)AdmissionOutcome.Revoked}}, 0, 0, 0, 0, now, 0, 0}
+            return {{{(int)AdmissionOutcome.Revoked}}, 0, 0, 0, now, 0, 0, unpack(none)}
           elseif status == '{{DeviceStanding.Pending}}' then
-            return {{{(int)AdmissionOutcome.Pending}}, 0, 0, 0, 0, now, 0, 0}
+            return {{{(int)AdmissionOutcome.Pending}}, 0, 0, 0, now, 0, 0, unpack(none)}
           elseif status == '{{DeviceStanding.Unknown}}' then
-            if ARGV[12] == '1' then return {{{(int)AdmissionOutcome.UnknownDevice}}, 0, 0, 0, 0, now, 0, 0} end
+            if ARGV[9] == '1' then return {{{(int)AdmissionOutcome.UnknownDevice}}, 0, 0, 0, now, 0, 0, unpack(none)} end
           elseif status ~= '{{StandingUnreadable}}' and version < current then
-            return {{{(int)AdmissionOutcome.PolicyStale}}, 0, 0, 0, 0, now, 0, 0}
+            return {{{(int)AdmissionOutcome.PolicyStale}}, 0, 0, 0, now, 0, 0, unpack(none)}
           end
         end
-        local spent = 0
-        local gen = 0
-        if cap >= 0 then
-          if not spend[1] then
-            gen = now
-            spent = tonumber(ARGV[8])
-            redis.call('HSET', KEYS[3], 's', spent, 'g', gen)
-            redis.call('PEXPIRE', KEYS[3], ARGV[7])
+        local tail = {}
+        for i = 1, n do
+          if not spend[i][1] then
+            tail[2 * i - 1] = tonumber(ARGV[10 + 3 * i])
+            tail[2 * i] = now
+            redis.call('HSET', KEYS[3 + i], 's', tail[2 * i - 1], 'g', now)
+            redis.call('PEXPIRE', KEYS[3 + i], ARGV[9 + 3 * i])
           else
-            spent = tonumber(spend[1])
-            gen = tonumber(spend[2]) or 0
+            tail[2 * i - 1] = tonumber(spend[i][1])
+            tail[2 * i] = tonumber(spend[i][2]) or 0
           end
         end
         {{SlidingWindow}}
         if count >= limit then
-          return {{{(int)AdmissionOutcome.RateLimited}}, count, reset, 0, spent, now, gen, 0}
+          return {{{(int)AdmissionOutcome.RateLimited}}, count, reset, 0, now, 0, 0, unpack(tail)}
         end
         local token_limit = tonumber(ARGV[4])
         if token_limit > 0 then
@@ -119,25 +126,27 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
             end
           end
           if used >= token_limit then
-            return {{{(int)AdmissionOutcome.TokenBudgetExhausted}}, count, (oldest + 61) * 1000 - now, used, spent, now, gen, 0}
+            return {{{(int)AdmissionOutcome.TokenBudgetExhausted}}, count, (oldest + 61) * 1000 - now, used, now, 0, 0, unpack(tail)}
           end
         end
-        if cap >= 0 then
-          local reserve = tonumber(ARGV[6])
-          if spent + reserve > cap then
-            return {{{(int)AdmissionOutcome.SpendCapReached}}, count, reset, 0, spent, now, gen, 0}
+        local reserve = tonumber(ARGV[5])
+        for i = 1, n do
+          if tail[2 * i - 1] + reserve > tonumber(ARGV[8 + 3 * i]) then
+            return {{{(int)AdmissionOutcome.SpendCapReached}}, count, reset, 0, now, 0, i, unpack(tail)}
           end
-          spent = redis.call('HINCRBY', KEYS[3], 's', reserve)
+        end
+        for i = 1, n do
+          tail[2 * i - 1] = redis.call('HINCRBY', KEYS[3 + i], 's', reserve)
         end
         redis.call('ZADD', KEYS[1], now, ARGV[3])
         redis.call('PEXPIRE', KEYS[1], window)
         if count == 0 then reset = window end
-        return {{{(int)AdmissionOutcome.Admitted}}, count + 1, reset, 0, spent, now, gen, 0}
+        return {{{(int)AdmissionOutcome.Admitted}}, count + 1, reset, 0, now, 0, 0, unpack(tail)}
         """;
 
-    // KEYS: token hash, spend hash. ARGV: tokens, spend delta micros, generation of the counter the reservation went
-    // into (or, for spend made in process while Redis was away, the one last seen). A counter rebuilt since is left
-    // alone: it was seeded from the usage Postgres holds.
+    // KEYS: token hash, then the spend hash of each cap. ARGV: tokens, spend delta micros, then the generation of each
+    // counter the reservation went into (or, for spend made in process while Redis was away, the one last seen). A
+    // counter rebuilt since is left alone: it was seeded from the usage Postgres holds.
     private const string SettleScript = """
         local t = redis.call('TIME')
         local tokens = tonumber(ARGV[1])
@@ -147,9 +156,11 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
         end
         local delta = tonumber(ARGV[2])
         if delta ~= 0 then
-          local gen = redis.call('HGET', KEYS[2], 'g')
-          if gen and tonumber(gen) == tonumber(ARGV[3]) then
-            redis.call('HINCRBY', KEYS[2], 's', delta)
+          for i = 2, #KEYS do
+            local gen = redis.call('HGET', KEYS[i], 'g')
+            if gen and tonumber(gen) == tonumber(ARGV[i + 1]) then
+              redis.call('HINCRBY', KEYS[i], 's', delta)
+            end
           end
         end
         return 1
@@ -194,6 +205,10 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
     public static string RateKey(string id) => "cp:{" + id + "}:rl";
     public static string TokenKey(string id) => "cp:{" + id + "}:tok";
     public static string SpendKey(string id, string period) => "cp:{" + id + "}:cap:" + period;
+    /// <summary>A group's pool, in its own slot; <c>#</c> is in no device id.</summary>
+    public static string PoolKey(string groupId, string period) => "cp:{#" + groupId + "}:pool:" + period;
+    /// <summary>The organisation's spend.</summary>
+    public static string OrganizationKey(string period) => "cp:{#org}:spend:" + period;
     public static string StandingKey(string id) => "cp:{" + id + "}:standing";
     public static string LimiterKey(string key) => "cp:lim:{" + key + "}:rl";
 
@@ -201,54 +216,97 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
 
     /// <summary>
     /// Runs the admission script. <paramref name="standingChecked"/> false leaves standing alone (no device records).
-    /// Returns the seeds the script asked for instead of deciding, when it lacks the device's standing or spend counter.
+    /// Returns the seeds the script asked for instead of deciding, when it lacks the device's standing or a spend
+    /// counter; <paramref name="spendSeeds"/> gives each cap's (null: none given).
     /// </summary>
     public async ValueTask<(Admission Admission, Seeds Needed)> AdmitAsync(AdmissionRequest request, bool standingChecked, bool refuseUnknown,
-        DeviceStanding? standingSeed, long? spentSeedMicros)
+        DeviceStanding? standingSeed, long?[]? spendSeeds)
     {
         using var activity = Activity.StartActivity("redis admit", ActivityKind.Client);
-        var ttl = (long)Math.Max(1000, (request.SpendPeriodEnd - request.SpendPeriodStart).TotalMilliseconds + 86_400_000);
-        var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(AdmitScript,
-            [RateKey(request.DeviceId), TokenKey(request.DeviceId), SpendKey(request.DeviceId, request.SpendPeriodId), StandingKey(request.DeviceId)],
-            [request.RateLimit, (long)request.RateWindow.TotalMilliseconds, Guid.NewGuid().ToString("N"), request.TokenLimit ?? 0,
-             request.SpendCapMicros, request.ReserveMicros, ttl, spentSeedMicros ?? -1, standingChecked ? Math.Max(0, request.PolicyVersion) : -1,
-             standingSeed?.Status ?? "", standingSeed?.PolicyVersion ?? 0, refuseUnknown ? 1 : 0]))!;
+        var caps = request.Caps;
+        var keys = new RedisKey[3 + caps.Length];
+        keys[0] = RateKey(request.DeviceId);
+        keys[1] = TokenKey(request.DeviceId);
+        keys[2] = StandingKey(request.DeviceId);
+        var args = new RedisValue[10 + 3 * caps.Length];
+        args[0] = request.RateLimit;
+        args[1] = (long)request.RateWindow.TotalMilliseconds;
+        args[2] = Guid.NewGuid().ToString("N");
+        args[3] = request.TokenLimit ?? 0;
+        args[4] = request.ReserveMicros;
+        args[5] = standingChecked ? Math.Max(0, request.PolicyVersion) : -1;
+        args[6] = standingSeed?.Status ?? "";
+        args[7] = standingSeed?.PolicyVersion ?? 0;
+        args[8] = refuseUnknown ? 1 : 0;
+        args[9] = caps.Length;
+        for (var i = 0; i < caps.Length; i++)
+        {
+            var cap = caps[i];
+            keys[3 + i] = cap.Counter;
+            args[10 + 3 * i] = cap.CapMicros;
+            args[11 + 3 * i] = (long)Math.Max(1000, (cap.PeriodEnd - cap.PeriodStart).TotalMilliseconds + 86_400_000);
+            args[12 + 3 * i] = spendSeeds?[i] ?? -1;
+        }
+        var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(AdmitScript, keys, args))!;
         var outcome = (AdmissionOutcome)(int)result[0];
         if (outcome == AdmissionOutcome.SeedNeeded)
         {
-            return (default, (Seeds)(int)result[7]);
+            return (default, (Seeds)(long)result[5]);
         }
         var count = (int)result[1];
         var resetMs = Math.Max(0, (long)result[2]);
-        var nowMs = (long)result[5];
-        var generation = (long)result[6];
+        var nowMs = (long)result[4];
+        long[]? spent = null;
+        long[]? generations = null;
+        if (result.Length > 7)
+        {
+            spent = new long[caps.Length];
+            generations = new long[caps.Length];
+            for (var i = 0; i < caps.Length; i++)
+            {
+                spent[i] = (long)result[7 + 2 * i];
+                generations[i] = (long)result[8 + 2 * i];
+            }
+        }
+        var binding = (int)result[6] - 1;
+        if (binding < 0 && spent is not null)
+        {
+            binding = Admission.Closest(caps, spent, outcome == AdmissionOutcome.Admitted ? request.ReserveMicros : 0);
+        }
         var resetAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs + resetMs);
         var limit = request.RateLimit;
         var admission = outcome switch
         {
             AdmissionOutcome.Admitted => new Admission(outcome, new RateDecision(true, limit, limit - count, resetAt, TimeSpan.Zero),
-                SpentMicros: (long)result[4], Reserved: request.SpendCapMicros >= 0),
+                Reserved: caps.Length > 0),
             AdmissionOutcome.RateLimited => new Admission(outcome, new RateDecision(false, limit, 0, resetAt, TimeSpan.FromMilliseconds(resetMs)),
-                TimeSpan.FromMilliseconds(resetMs), SpentMicros: (long)result[4]),
+                TimeSpan.FromMilliseconds(resetMs)),
             AdmissionOutcome.TokenBudgetExhausted => new Admission(outcome, new RateDecision(true, limit, limit - count, resetAt, TimeSpan.Zero),
-                TimeSpan.FromMilliseconds(resetMs), TokensUsed: (long)result[3], SpentMicros: (long)result[4]),
-            AdmissionOutcome.SpendCapReached => new Admission(outcome, new RateDecision(true, limit, limit - count, resetAt, TimeSpan.Zero),
-                SpentMicros: (long)result[4]),
+                TimeSpan.FromMilliseconds(resetMs), TokensUsed: (long)result[3]),
+            AdmissionOutcome.SpendCapReached => new Admission(outcome, new RateDecision(true, limit, limit - count, resetAt, TimeSpan.Zero)),
             _ => new Admission(outcome, default),
         };
-        return (admission with { Store = AdmissionStore.Redis, Generation = generation }, Seeds.None);
+        return (admission with { Store = AdmissionStore.Redis, Spent = spent, Generations = generations, Binding = binding }, Seeds.None);
     }
 
     public async ValueTask SettleAsync(Settlement settlement)
     {
-        var delta = settlement.Generation != 0 ? settlement.ActualMicros - settlement.ReservedMicros : 0;
-        if (settlement.Tokens <= 0 && delta == 0)
+        var delta = settlement.ActualMicros - settlement.ReservedMicros;
+        if (settlement.Tokens <= 0 && (delta == 0 || settlement.Counters.Length == 0))
         {
             return;
         }
-        await redis.GetDatabase().ScriptEvaluateAsync(SettleScript,
-            [TokenKey(settlement.DeviceId), SpendKey(settlement.DeviceId, settlement.SpendPeriodId)],
-            [settlement.Tokens, delta, settlement.Generation]);
+        var keys = new RedisKey[1 + settlement.Counters.Length];
+        keys[0] = TokenKey(settlement.DeviceId);
+        var args = new RedisValue[2 + settlement.Counters.Length];
+        args[0] = settlement.Tokens;
+        args[1] = delta;
+        for (var i = 0; i < settlement.Counters.Length; i++)
+        {
+            keys[1 + i] = settlement.Counters[i];
+            args[2 + i] = settlement.Generations[i];
+        }
+        await redis.GetDatabase().ScriptEvaluateAsync(SettleScript, keys, args);
     }
 
     public async ValueTask<RateDecision> AcquireAsync(string key, int limit, TimeSpan window)

@@ -11,7 +11,7 @@ namespace ClaudeProxy.Gateway.Limits;
 /// <c>claudeproxy.requests.rejected</c>. The request path uses an instance (it knows the settings the messages
 /// quote); the static members serve the other limited endpoints and the standing checks.
 /// </summary>
-public sealed class Refusals(GatewayOptions gateway, LimitOptions limits, GatewayMetrics metrics, TimeProvider time)
+public sealed class Refusals(GatewayOptions gateway, GatewayMetrics metrics, TimeProvider time)
 {
     private const string LimitsUnavailable = "the gateway cannot check limits right now (Redis is unavailable); retry shortly";
 
@@ -46,8 +46,11 @@ public sealed class Refusals(GatewayOptions gateway, LimitOptions limits, Gatewa
     public const string PersonStandingMessage =
         "your gateway sign-in is no longer valid (your access was ended or changed by an operator): run /login to sign in again";
 
-    /// <summary>Writes the refusal of <paramref name="decision"/> and counts it.</summary>
-    public Task WriteAsync(HttpContext context, Admission decision, AdmissionRequest request)
+    /// <summary>
+    /// Writes the refusal of <paramref name="decision"/> and counts it. A spend cap refuses as Claude Code's spend limit
+    /// (429 <c>billing_error</c>, <c>x-should-retry: false</c>, the unified headers) when <paramref name="unified"/>.
+    /// </summary>
+    public Task WriteAsync(HttpContext context, Admission decision, AdmissionRequest request, bool unified = false)
     {
         var refusal = Of(decision.Outcome);
         metrics.Rejected(refusal.Reason);
@@ -65,10 +68,18 @@ public sealed class Refusals(GatewayOptions gateway, LimitOptions limits, Gatewa
                 return refusal.WriteAsync(context,
                     $"token budget of {limit} tokens per minute reached for this device ({decision.TokensUsed} used)");
             case AdmissionOutcome.SpendCapReached:
+                var cap = request.Caps[decision.Binding];
+                var message = $"{Capitalised(cap.Name)} of {Usd(cap.CapMicros)} USD per {Noun(cap.Period)} is reached " +
+                    $"({Usd(decision.SpentMicros)} USD spent or reserved); it resets at {Rfc3339(cap.PeriodEnd)}";
+                if (unified)
+                {
+                    SpendLimitHeaders.WriteRejected(context.Response, cap, decision.SpentMicros);
+                    headers["x-should-retry"] = "false";
+                    headers["retry-after"] = WholeSeconds(cap.PeriodEnd - time.GetUtcNow());
+                    return ApiErrors.WriteAsync(context, 429, "billing_error", message);
+                }
                 // No retry-after: retrying before the period resets cannot help.
-                return refusal.WriteAsync(context,
-                    $"spend cap of {Usd(request.SpendCapMicros)} USD per {limits.SpendPeriod.ToString().ToLowerInvariant()} reached for this device " +
-                    $"({Usd(decision.SpentMicros)} USD spent or reserved); it resets at {Rfc3339(request.SpendPeriodEnd)}");
+                return refusal.WriteAsync(context, message);
             case AdmissionOutcome.SpendUnknown:
                 return refusal.WriteAsync(context,
                     "the gateway cannot read this device's spend for its cap right now (Postgres is unavailable); retry shortly");
@@ -132,6 +143,10 @@ public sealed class Refusals(GatewayOptions gateway, LimitOptions limits, Gatewa
         WriteRateHeaders(context, rate);
         return Of(AdmissionOutcome.RateLimited).WriteAsync(context, $"rate limit of {rate.Limit} requests per {Seconds(window)} reached for this device");
     }
+
+    private static string Capitalised(string text) => text.Length == 0 ? text : char.ToUpperInvariant(text[0]) + text[1..];
+
+    private static string Noun(SpendPeriod period) => period.ToString().ToLowerInvariant();
 
     private static string Usd(long micros) => (micros / 1_000_000m).ToString("0.00####", CultureInfo.InvariantCulture);
 

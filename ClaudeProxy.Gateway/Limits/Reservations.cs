@@ -9,17 +9,16 @@ namespace ClaudeProxy.Gateway.Limits;
 /// What a request asks admission for: the device's limits from its token (or the defaults), the spend period it
 /// falls in, and the worst case it can cost, reserved against the cap before it is forwarded.
 /// </summary>
-public sealed class Reservations(GatewayOptions options, LimitOptions limits, PriceBook prices, TimeProvider time)
+public sealed class Reservations(GatewayOptions options, PriceBook prices, TimeProvider time)
 {
     private const long MicrosPerDollar = 1_000_000;
 
-    /// <summary>The admission request for one request of <paramref name="identity"/> on <paramref name="route"/>.</summary>
-    public AdmissionRequest For(ApiRoute route, DeviceIdentity identity, RequestBody? body)
+    /// <summary>The admission request for one request of <paramref name="identity"/> under its <paramref name="policy"/> on <paramref name="route"/>.</summary>
+    public AdmissionRequest For(ApiRoute route, DeviceIdentity identity, Policies.EffectivePolicy policy, RequestBody? body)
     {
-        var (periodStart, periodEnd, periodId) = SpendPeriods.Of(limits.SpendPeriod, time.GetUtcNow());
-        return new AdmissionRequest(identity.DeviceId, identity.RateLimit, options.RateLimitWindow,
-            identity.TokenLimit ?? limits.TokenLimitPerMinute, Micros(identity.SpendCap), WorstCase(route, identity, body),
-            periodId, periodStart, periodEnd, identity.PolicyVersion);
+        var caps = policy.CapsAt(time.GetUtcNow());
+        return new AdmissionRequest(identity.DeviceId, policy.RateLimit, options.RateLimitWindow, policy.TokenLimit,
+            caps.Length == 0 ? 0 : WorstCase(route, body), caps, identity.PolicyVersion);
     }
 
     /// <summary>
@@ -27,9 +26,9 @@ public sealed class Reservations(GatewayOptions options, LimitOptions limits, Pr
     /// <c>max_tokens</c> of output at the model's prices (the highest prices when it has none), plus every web search
     /// its tools allow. The body was validated, so none of these is negative.
     /// </summary>
-    private long WorstCase(ApiRoute route, DeviceIdentity identity, RequestBody? body)
+    private long WorstCase(ApiRoute route, RequestBody? body)
     {
-        if (identity.SpendCap is null || body is null || route is not (ApiRoute.Messages or ApiRoute.Complete))
+        if (body is null || route is not (ApiRoute.Messages or ApiRoute.Complete))
         {
             return 0;
         }
@@ -42,6 +41,4 @@ public sealed class Reservations(GatewayOptions options, LimitOptions limits, Pr
 
     // Clamped: a hostile body's absurd worst case is refused by any cap, never an overflow.
     public static long CeilMicros(decimal usd) => usd >= long.MaxValue / MicrosPerDollar ? long.MaxValue / 2 : (long)Math.Ceiling(usd * MicrosPerDollar);
-
-    private static long Micros(decimal? usd) => usd is decimal d ? CeilMicros(d) : AdmissionRequest.NoCap;
 }

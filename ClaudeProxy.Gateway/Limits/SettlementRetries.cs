@@ -125,7 +125,9 @@ public sealed partial class SettlementRetries(
                 while (_queue.Reader.TryPeek(out var item))
                 {
                     var now = time.GetUtcNow();
-                    if (now >= item.Settlement.SpendPeriodEnd && item.Settlement.Tokens == 0 || now >= item.Settlement.SpendPeriodEnd + TokenRelevance)
+                    var end = item.Settlement.SpendPeriodEnd;
+                    // Without spend caps (no period end) only the tokens are settled, and they matter for TokenRelevance.
+                    if (end == default ? now - item.Queued > TokenRelevance : now >= end && item.Settlement.Tokens == 0 || now >= end + TokenRelevance)
                     {
                         Done();
                         metrics.SettlementDropped("period_ended");

@@ -13,6 +13,10 @@ public sealed class DeviceIdentity
     public int PolicyVersion { get; init; }
     /// <summary>The signed-in person's email (sign-in tokens only).</summary>
     public string? Email { get; init; }
+    /// <summary>The provider's groups the person was in when the token was issued (sign-in tokens only).</summary>
+    public IReadOnlyList<string>? Groups { get; init; }
+    /// <summary>The policy worked out for this token, kept with it while the policy snapshot it came from is current.</summary>
+    public Policies.EffectivePolicy? Policy { get; set; }
     public required string TokenId { get; init; }
     public DateTimeOffset IssuedAt { get; init; }
     public DateTimeOffset ExpiresAt { get; init; }

@@ -155,6 +155,11 @@ public sealed class TokenService
         decimal? spendCap = jwt.TryGetPayloadValue<double>("spend_cap", out var cap) ? (decimal)cap : null;
         jwt.TryGetPayloadValue<int>("policy_version", out var policyVersion);
         jwt.TryGetPayloadValue<string>("email", out var email);
+        List<string>? groups = null;
+        if (deviceId.StartsWith('@') && jwt.TryGetPayloadValue<List<string>>("groups", out var claimed))
+        {
+            groups = claimed;
+        }
         return new DeviceIdentity
         {
             DeviceId = deviceId,
@@ -166,6 +171,7 @@ public sealed class TokenService
             SpendCap = spendCap,
             PolicyVersion = policyVersion,
             Email = string.IsNullOrEmpty(email) ? null : email,
+            Groups = groups,
             TokenId = jti,
             IssuedAt = jwt.IssuedAt == DateTime.MinValue ? DateTimeOffset.MinValue : new DateTimeOffset(jwt.IssuedAt, TimeSpan.Zero),
             ExpiresAt = new DateTimeOffset(jwt.ValidTo, TimeSpan.Zero),

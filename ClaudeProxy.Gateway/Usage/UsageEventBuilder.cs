@@ -49,6 +49,7 @@ public sealed partial class UsageEventBuilder(PriceBook prices, GatewayMetrics m
             DeviceId = identity.DeviceId,
             UserId = identity.UserId,
             UserEmail = identity.Email,
+            GroupIds = identity.Policy?.GroupIds,
             OrgId = identity.OrgId,
             SessionId = Header(context.Request.Headers, "x-claude-code-session-id"),
             AgentId = Header(context.Request.Headers, "x-claude-code-agent-id"),

@@ -32,9 +32,12 @@ public abstract class AdmissionStoreConformanceTests : IDisposable
     protected abstract Task ChangeStandingAsync(string deviceId, DeviceStanding standing);
 
     protected static AdmissionRequest Request(string device, int rateLimit = 1000, TimeSpan? window = null, int? tokenLimit = null,
-        long cap = AdmissionRequest.NoCap, long reserve = 0, int period = 0, int policyVersion = 1) =>
-        new(device, rateLimit, window ?? TimeSpan.FromMinutes(10), tokenLimit, cap, reserve, "p" + period,
-            PeriodStart.AddMonths(period), PeriodStart.AddMonths(period + 1), policyVersion);
+        long? cap = null, long reserve = 0, int period = 0, int policyVersion = 1) =>
+        new(device, rateLimit, window ?? TimeSpan.FromMinutes(10), tokenLimit, reserve,
+            cap is long c ? [Cap(SpendCapKind.Device, RedisAdmissionStore.SpendKey(device, "p" + period), device, c, period)] : [], policyVersion);
+
+    protected static SpendCap Cap(SpendCapKind kind, string counter, string subject, long capMicros, int period = 0) =>
+        new(kind, counter, subject, kind.ToString(), capMicros, SpendPeriod.Month, "UTC", PeriodStart.AddMonths(period), PeriodStart.AddMonths(period + 1));
 
     private async Task<Admission> AdmitAsync(AdmissionRequest request)
     {
@@ -121,7 +124,7 @@ public abstract class AdmissionStoreConformanceTests : IDisposable
     public async Task Concurrent_reservations_never_take_a_device_past_its_cap()
     {
         var request = Request(TestSecrets.DeviceId(), cap: 1000, reserve: 100);
-        Record.Spent[(request.DeviceId, request.SpendPeriodStart)] = 250;
+        Record.Spent[(request.DeviceId, request.Caps[0].PeriodStart)] = 250;
 
         var decisions = await Task.WhenAll(Enumerable.Range(0, 40).Select(_ => Task.Run(() => AdmitAsync(request))));
 
@@ -175,7 +178,7 @@ public abstract class AdmissionStoreConformanceTests : IDisposable
         Assert.Equal(AdmissionOutcome.SpendCapReached, (await AdmitAsync(november with { ReserveMicros = 200 })).Outcome);
 
         var december = Request(device, cap: 1000, reserve: 200, period: 1);
-        Record.Spent[(device, december.SpendPeriodStart)] = 300;
+        Record.Spent[(device, december.Caps[0].PeriodStart)] = 300;
         var admitted = await AdmitAsync(december);
         Assert.Equal(AdmissionOutcome.Admitted, admitted.Outcome);
         Assert.Equal(500, admitted.SpentMicros);
@@ -196,8 +199,8 @@ public abstract class AdmissionStoreConformanceTests : IDisposable
         public async ValueTask<AdmissionOutcome> CheckLocallyAsync(string deviceId, int tokenPolicyVersion, CancellationToken cancellationToken) =>
             (await ReadAsync(deviceId, cancellationToken)).Check(tokenPolicyVersion, RefusesUnknown);
 
-        public ValueTask<long> SpentMicrosAsync(string deviceId, DateTimeOffset since, CancellationToken cancellationToken) =>
-            ValueTask.FromResult(Spent.GetValueOrDefault((deviceId, since)));
+        public ValueTask<long> SpentMicrosAsync(SpendCapKind kind, string subject, DateTimeOffset since, CancellationToken cancellationToken) =>
+            ValueTask.FromResult(Spent.GetValueOrDefault((subject, since)));
     }
 }
 
