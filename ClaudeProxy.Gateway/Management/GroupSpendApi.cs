@@ -28,60 +28,11 @@ public static class GroupSpendApi
         return api;
     }
 
-    /// <summary>
-    /// The period of <paramref name="period"/> that <paramref name="now"/> falls in, its boundaries at local midnight
-    /// in <paramref name="zone"/> (weeks start on Monday, as ISO weeks do).
-    /// </summary>
-    public static (DateTimeOffset Start, DateTimeOffset End) PeriodOf(SpendPeriod period, DateTimeOffset now, TimeZoneInfo zone)
-    {
-        var today = TimeZoneInfo.ConvertTime(now, zone).Date;
-        var start = period switch
-        {
-            SpendPeriod.Day => today,
-            SpendPeriod.Week => today.AddDays(-(((int)today.DayOfWeek + 6) % 7)),
-            _ => new DateTime(today.Year, today.Month, 1),
-        };
-        var end = period switch
-        {
-            SpendPeriod.Day => start.AddDays(1),
-            SpendPeriod.Week => start.AddDays(7),
-            _ => start.AddMonths(1),
-        };
-        return (AtLocal(start, zone), AtLocal(end, zone));
-    }
-
-    /// <summary>The instant a local time names: past a skipped hour, the first moment after it; in a repeated hour, its first occurrence.</summary>
-    private static DateTimeOffset AtLocal(DateTime local, TimeZoneInfo zone)
-    {
-        local = DateTime.SpecifyKind(local, DateTimeKind.Unspecified);
-        while (zone.IsInvalidTime(local))
-        {
-            local = local.AddMinutes(15);
-        }
-        var offset = zone.IsAmbiguousTime(local) ? zone.GetAmbiguousTimeOffsets(local).Max() : zone.GetUtcOffset(local);
-        return new DateTimeOffset(local, offset).ToUniversalTime();
-    }
-
-    internal static SpendPeriod? ParsePeriod(string? period) => period switch
-    {
-        "day" or "daily" => SpendPeriod.Day,
-        "week" or "weekly" => SpendPeriod.Week,
-        "month" or "monthly" => SpendPeriod.Month,
-        _ => null,
-    };
-
     private static string Name(SpendPeriod period) => period switch
     {
         SpendPeriod.Day => "day",
         SpendPeriod.Week => "week",
         _ => "month",
-    };
-
-    private static string LimitName(SpendPeriod period) => period switch
-    {
-        SpendPeriod.Day => "daily",
-        SpendPeriod.Week => "weekly",
-        _ => "monthly",
     };
 
     private static string NewLimitId()
@@ -120,10 +71,11 @@ public static class GroupSpendApi
         {
             var pool = caps.FirstOrDefault(c => c.ScopeId == g.GroupId && c.PooledBudget);
             var member = caps.FirstOrDefault(c => c.ScopeId == g.GroupId && !c.PooledBudget);
-            var period = ParsePeriod(pool?.Period) ?? ParsePeriod(member?.Period) ?? ParsePeriod(g.SpendPeriod) ?? limits.SpendPeriod;
-            var zoneName = g.TimeZone is { } z && TimeZoneInfo.TryFindSystemTimeZoneById(z, out _) ? z : "UTC";
-            var (start, end) = PeriodOf(period, now, TimeZoneInfo.FindSystemTimeZoneById(zoneName));
-            return (Group: g, Pool: pool, Member: member, Period: period, Zone: zoneName, Start: start, End: end);
+            // Admission counts a cap in its limit's period and the group's zone; the pool's period is the one shown.
+            var period = SpendPeriods.Parse(pool?.Period) ?? SpendPeriods.Parse(member?.Period) ?? SpendPeriods.Parse(g.SpendPeriod) ?? limits.SpendPeriod;
+            var zone = SpendPeriods.Zone(g.TimeZone) ?? TimeZoneInfo.Utc;
+            var (start, end, _) = SpendPeriods.Of(period, now, zone);
+            return (Group: g, Pool: pool, Member: member, Period: period, Zone: zone == TimeZoneInfo.Utc ? "UTC" : zone.Id, Start: start, End: end);
         }).ToList();
 
         // One pass over the events of the widest window, each group counting only its own period.
@@ -282,7 +234,7 @@ public static class GroupSpendApi
                 {
                     return false;
                 }
-                var period = LimitName(ParsePeriod(group.SpendPeriod) ?? limits.SpendPeriod);
+                var period = SpendPeriods.ApiName(SpendPeriods.Parse(group.SpendPeriod) ?? limits.SpendPeriod);
                 var rows = await db.SpendLimits.Where(s => s.ScopeType == SpendLimitRecord.Group && s.ScopeId == id).ToListAsync(ct);
                 var before = Snapshot(rows);
                 var now = m.Time.GetUtcNow();
