@@ -143,6 +143,50 @@ public sealed class GroupSpendApiTests(StackFixture fx) : IClassFixture<StackFix
         }
     }
 
+    [Fact]
+    public async Task A_pool_cap_applies_to_the_next_request_and_its_removal_too()
+    {
+        var (gateway, manage) = await StartAsync();
+        var person = await UsersApiTests.PersonAsync(gateway, "a@acme.example", "A", ["engineering"]);
+        UserRecord user;
+        await using (var db = await DbAsync(gateway))
+        {
+            user = await db.Users.AsNoTracking().SingleAsync(u => u.UserId == person);
+        }
+        var token = gateway.Services.GetRequiredService<ClaudeProxy.Gateway.Tokens.TokenService>()
+            .IssueForPerson(user, "default", new ClaudeProxy.Gateway.Tokens.DevicePolicy(["claude-*"], 1000, null, null, 1), TimeSpan.FromMinutes(10)).Token;
+        async Task<(HttpStatusCode, string)> AskAsync()
+        {
+            using var response = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token)).WaitAsync(Timeout);
+            return (response.StatusCode, await response.Content.ReadAsStringAsync());
+        }
+        var id = await GroupAsync(manage, """{"name":"engineering","source":"idp"}""");
+        Assert.Equal(HttpStatusCode.OK, (await AskAsync()).Item1);
+
+        // No wait for a periodic reload: the write itself makes every instance reload before it answers.
+        await JsonAsync(manage.PutAsync($"/manage/v1/groups/{id}/caps", Body("""{"pool_cap_usd":0}""")));
+        var (refused, body) = await AskAsync();
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused);
+        Assert.Contains("engineering", body);
+
+        await JsonAsync(manage.PutAsync($"/manage/v1/groups/{id}/caps", Body("""{"pool_cap_usd":null}""")));
+        Assert.Equal(HttpStatusCode.OK, (await AskAsync()).Item1);
+    }
+
+    [Fact]
+    public async Task The_users_list_gives_the_people_of_an_idp_group_by_its_exact_name()
+    {
+        var (gateway, manage) = await StartAsync();
+        await UsersApiTests.PersonAsync(gateway, "a@acme.example", "A", ["engineering"]);
+        await UsersApiTests.PersonAsync(gateway, "b@acme.example", "B", ["engineering-leads", "sales"]);
+        await UsersApiTests.PersonAsync(gateway, "c@acme.example", "C", ["Engineering"]);
+        var page = await JsonAsync(manage.GetAsync("/manage/v1/users?group=engineering&sort=email&order=asc"));
+        Assert.Equal(["a@acme.example"], page.GetProperty("data").EnumerateArray().Select(u => u.GetProperty("email").GetString()));
+        var none = await JsonAsync(manage.GetAsync("/manage/v1/users?group=" + Uri.EscapeDataString("%")));
+        Assert.Equal(0, none.GetProperty("total").GetInt32());
+        await JsonAsync(manage.GetAsync("/manage/v1/users?group=" + new string('g', 129)), HttpStatusCode.BadRequest);
+    }
+
     [Theory]
     [InlineData("""{"member_cap_usd":-1}""")]
     [InlineData("""{"pool_cap_usd":-0.01}""")]
