@@ -28,13 +28,6 @@ public static class GroupSpendApi
         return api;
     }
 
-    private static string Name(SpendPeriod period) => period switch
-    {
-        SpendPeriod.Day => "day",
-        SpendPeriod.Week => "week",
-        _ => "month",
-    };
-
     private static string NewLimitId()
     {
         const string alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -96,7 +89,7 @@ public static class GroupSpendApi
             w.Group.GroupId, w.Group.Name, spent.GetValueOrDefault(w.Group.GroupId),
             w.Pool is null ? null : w.Pool.AmountCents / 100m,
             w.Member is null ? null : w.Member.AmountCents / 100m,
-            Name(w.Period), w.Zone, w.Start, w.End, w.Pool?.SpendLimitId, w.Member?.SpendLimitId, w.Group.MemberCount)).ToList();
+            SpendPeriods.ApiName(w.Period), w.Zone, w.Start, w.End, w.Pool?.SpendLimitId, w.Member?.SpendLimitId, w.Group.MemberCount)).ToList();
     }
 
     private static async Task ListAsync(HttpContext context, ManagementContext m, LimitOptions limits)

@@ -114,6 +114,18 @@ public sealed class GroupsBrowserTests(StackFixture fx) : IClassFixture<StackFix
         await Assertions.Expect(page.GetByTestId("group-spend")).ToContainTextAsync("engineering");
         await Assertions.Expect(page.GetByTestId("group-spend").GetByTestId("pool-text")).ToHaveTextAsync("$2.50 / $10.00");
 
+        // A person's page says which rule binds them and where each part of their policy comes from.
+        await page.GotoAsync(_admin.Url + "/users");
+        await page.Locator("tr", new PageLocatorOptions { HasText = "hana@acme.example" }).GetByTestId("show-policy").ClickAsync();
+        var policy = page.GetByTestId("effective-policy");
+        await Assertions.Expect(policy.GetByTestId("binding-reason")).ToContainTextAsync("spend caps that apply");
+        await Assertions.Expect(policy.GetByTestId("policy-rules")).ToContainTextAsync("from the group engineering");
+        await Assertions.Expect(policy.GetByTestId("policy-caps")).ToContainTextAsync("the engineering group's shared pool");
+        await Assertions.Expect(policy.GetByTestId("policy-caps")).ToContainTextAsync("the engineering group's cap on each member");
+        await Assertions.Expect(policy.GetByTestId("binding-cap")).ToContainTextAsync("shared pool");
+        await Assertions.Expect(policy.GetByTestId("binding-cap")).ToHaveCountAsync(1);
+        await AdminBrowser.ShotAsync(page, "user-policy");
+
         // Delete, behind a confirmation; cancelling changes nothing.
         await page.GotoAsync($"{_admin.Url}/groups/{id}");
         await page.GetByTestId("delete-group").ClickAsync();

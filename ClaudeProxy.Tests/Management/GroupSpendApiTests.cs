@@ -76,7 +76,7 @@ public sealed class GroupSpendApiTests(StackFixture fx) : IClassFixture<StackFix
         var e = Of(list, engineering);
         Assert.Equal(3.25m, e.GetProperty("spent_usd").GetDecimal());
         Assert.Equal(1, e.GetProperty("member_count").GetInt32());
-        Assert.Equal("month", e.GetProperty("period").GetString());
+        Assert.Equal("monthly", e.GetProperty("period").GetString());
         Assert.Equal("UTC", e.GetProperty("time_zone").GetString());
         Assert.Equal(month.Start, e.GetProperty("period_start").GetDateTimeOffset());
         Assert.Equal(month.End, e.GetProperty("resets_at").GetDateTimeOffset());
@@ -84,7 +84,7 @@ public sealed class GroupSpendApiTests(StackFixture fx) : IClassFixture<StackFix
         Assert.Equal(6m, Of(list, sales).GetProperty("spent_usd").GetDecimal());
         var n = Of(list, night);
         Assert.Equal(32m, n.GetProperty("spent_usd").GetDecimal());
-        Assert.Equal("day", n.GetProperty("period").GetString());
+        Assert.Equal("daily", n.GetProperty("period").GetString());
         Assert.Equal("Pacific/Auckland", n.GetProperty("time_zone").GetString());
         Assert.Equal(day.Start, n.GetProperty("period_start").GetDateTimeOffset());
 
@@ -116,7 +116,7 @@ public sealed class GroupSpendApiTests(StackFixture fx) : IClassFixture<StackFix
         var again = await JsonAsync(manage.PutAsync($"/manage/v1/groups/{id}/caps", Body("""{"member_cap_usd":null,"pool_cap_usd":20}""")));
         Assert.Equal(set.GetProperty("pool_limit_id").GetString(), again.GetProperty("pool_limit_id").GetString());
         Assert.Equal(JsonValueKind.Null, again.GetProperty("member_cap_usd").ValueKind);
-        Assert.Equal("week", again.GetProperty("period").GetString());
+        Assert.Equal("weekly", again.GetProperty("period").GetString());
         var listed = Of(await JsonAsync(manage.GetAsync("/manage/v1/groups/spend")), id);
         Assert.Equal(20m, listed.GetProperty("pool_cap_usd").GetDecimal());
         await using (var db = await DbAsync(gateway))
