@@ -254,6 +254,19 @@ public static class GroupSpendApi
         await context.Response.WriteAsJsonAsync(views[0], ct);
     }
 
+    /// <summary>
+    /// Moves the group's caps to its new spend period in the same save as the policy, so that the caps are counted
+    /// over the period the group names.
+    /// </summary>
+    internal static async Task FollowPeriodAsync(GatewayDbContext db, string groupId, string? spendPeriod, LimitOptions limits, CancellationToken ct)
+    {
+        var period = SpendPeriods.ApiName(SpendPeriods.Parse(spendPeriod) ?? limits.SpendPeriod);
+        foreach (var row in await db.SpendLimits.Where(s => s.ScopeType == SpendLimitRecord.Group && s.ScopeId == groupId && s.Period != period).ToListAsync(ct))
+        {
+            row.Period = period;
+        }
+    }
+
     private static object Snapshot(List<SpendLimitRecord> rows) => new
     {
         member_cap_usd = rows.FirstOrDefault(r => !r.PooledBudget)?.AmountCents / 100m,

@@ -111,8 +111,13 @@ public sealed class GroupSpendApiTests(StackFixture fx) : IClassFixture<StackFix
             Assert.All(rows, r => Assert.Equal((SpendLimitRecord.Group, id, "monthly", "USD"), (r.ScopeType, r.ScopeId, r.Period, r.Currency)));
         }
 
-        // The group's own period names the limits' period; a second PUT replaces in place and null removes.
+        // The group's period is its caps' period, when set and when changed; a second PUT replaces in place and null removes.
         await JsonAsync(manage.PutAsync($"/manage/v1/groups/{id}/policy", Body("""{"spend_period":"week"}""")));
+        await using (var db = await DbAsync(gateway))
+        {
+            Assert.All(await db.SpendLimits.AsNoTracking().ToListAsync(), r => Assert.Equal("weekly", r.Period));
+        }
+        Assert.Equal("weekly", (await JsonAsync(manage.GetAsync($"/manage/v1/groups/{id}/spend"))).GetProperty("period").GetString());
         var again = await JsonAsync(manage.PutAsync($"/manage/v1/groups/{id}/caps", Body("""{"member_cap_usd":null,"pool_cap_usd":20}""")));
         Assert.Equal(set.GetProperty("pool_limit_id").GetString(), again.GetProperty("pool_limit_id").GetString());
         Assert.Equal(JsonValueKind.Null, again.GetProperty("member_cap_usd").ValueKind);
