@@ -141,4 +141,36 @@ public sealed class GroupsBrowserTests(StackFixture fx) : IClassFixture<StackFix
             Assert.Equal((0, 0, 0), (await db.Groups.CountAsync(), await db.SpendLimits.CountAsync(), await db.ManagedSettings.CountAsync()));
         }
     }
+
+    [Fact]
+    public async Task An_operator_adds_and_removes_the_devices_of_a_manual_group()
+    {
+        await _gateway.BootstrapAsync("ci-runner-1");
+        var page = await _admin.SignedInPageAsync("/groups");
+        await Field(page, "new-name").FillAsync("build agents");
+        await page.GetByTestId("new-source").ClickAsync();
+        await page.Locator(".mud-popover-open .mud-list-item", new PageLocatorOptions { HasText = "devices added by hand" }).ClickAsync();
+        await page.GetByTestId("create-group").ClickAsync();
+        await page.WaitForURLAsync("**/groups/grp_*");
+        await Assertions.Expect(page.GetByTestId("group-source")).ToHaveTextAsync("manual");
+        await Assertions.Expect(page.GetByTestId("empty")).ToContainTextAsync("No devices in this group yet");
+
+        await Field(page, "new-member").FillAsync("no-such-device");
+        await page.GetByTestId("add-member").ClickAsync();
+        await Assertions.Expect(page.Locator(".mud-snackbar", new PageLocatorOptions { HasText = "no device 'no-such-device'" })).ToBeVisibleAsync();
+        await Field(page, "new-member").FillAsync("ci-runner-1");
+        await page.GetByTestId("add-member").ClickAsync();
+        await Assertions.Expect(page.GetByTestId("members")).ToContainTextAsync("ci-runner-1");
+        await using (var db = await DbAsync())
+        {
+            Assert.Equal(["ci-runner-1"], await db.GroupMembers.Select(x => x.DeviceId).ToListAsync());
+        }
+
+        await page.GetByTestId("remove-member").ClickAsync();
+        await Assertions.Expect(page.GetByTestId("empty")).ToContainTextAsync("No devices in this group yet");
+        await using (var db = await DbAsync())
+        {
+            Assert.Equal(0, await db.GroupMembers.CountAsync());
+        }
+    }
 }
