@@ -54,6 +54,7 @@ public static class ManagementExtensions
             // Anthropic's Admin API paths, so scripts written for it work against the gateway.
             var organizations = app.MapGroup("/v1/organizations").AddEndpointFilter(OperatorOnlyAsync);
             organizations.MapSpendLimitsApi();
+            organizations.MapEffectiveSpendLimits();
         }
         return app;
     }

@@ -179,6 +179,95 @@ public sealed class PolicyViews(PolicyResolver resolver, GatewayOptions options,
         await context.Response.WriteAsJsonAsync(await ViewAsync(IdentityOf(device, user), context.RequestAborted), context.RequestAborted);
     }
 
+    /// <summary>
+    /// <c>GET /v1/organizations/spend_limits/effective?user_id=</c>: the limits that apply to a person, each with its
+    /// spend this period, in the spend-limits API's shape; the top level is the one that binds.
+    /// </summary>
+    public async Task EffectiveLimitsAsync(HttpContext context, IDbContextFactory<GatewayDbContext> contexts)
+    {
+        var userId = context.Request.Query["user_id"];
+        if (userId.Count != 1 || !Management.UsersApi.IsUserId(userId[0]))
+        {
+            await ApiErrors.WriteAsync(context, 400, "invalid_request_error", "user_id is required once: usr_ and 16 lower-case letters and digits");
+            return;
+        }
+        var id = userId[0]!;
+        await using var db = await contexts.CreateDbContextAsync(context.RequestAborted);
+        var user = await db.Users.AsNoTracking().SingleOrDefaultAsync(u => u.UserId == id, context.RequestAborted);
+        if (user is null)
+        {
+            await ApiErrors.WriteAsync(context, 404, "not_found_error", $"no person '{id}'");
+            return;
+        }
+        var deviceId = UserRecord.DeviceIdOf(id);
+        var device = await db.Devices.AsNoTracking().SingleOrDefaultAsync(d => d.DeviceId == deviceId, context.RequestAborted)
+            ?? new DeviceRecord { DeviceId = deviceId, UserId = id, OrgId = options.OrgId, Status = DeviceStanding.Active, Models = [] };
+        var view = await ViewAsync(IdentityOf(device, user), context.RequestAborted);
+        await using var json = new Utf8JsonWriter(context.Response.BodyWriter);
+        context.Response.ContentType = "application/json";
+        json.WriteStartObject();
+        json.WriteString("type", "effective_spend_limit");
+        json.WriteString("user_id", id);
+        var binding = view.Caps.FirstOrDefault(c => c.Binding);
+        json.WritePropertyName("binding");
+        if (binding is null)
+        {
+            json.WriteNullValue();
+        }
+        else
+        {
+            WriteLimit(json, binding, id);
+        }
+        json.WriteString("binding_reason", view.BindingReason);
+        json.WriteStartArray("data");
+        foreach (var cap in view.Caps)
+        {
+            WriteLimit(json, cap, id);
+        }
+        json.WriteEndArray();
+        json.WriteEndObject();
+        await json.FlushAsync(context.RequestAborted);
+    }
+
+    private static void WriteLimit(Utf8JsonWriter json, SpendCapView cap, string userId)
+    {
+        json.WriteStartObject();
+        json.WriteString("type", "spend_limit");
+        json.WriteString("id", cap.SpendLimitId);
+        json.WriteStartObject("scope");
+        switch (cap.Kind)
+        {
+            case "group_member" or "group_pool":
+                json.WriteString("type", "rbac_group");
+                json.WriteString("rbac_group_id", cap.ScopeId);
+                break;
+            case "organization":
+                json.WriteString("type", "organization");
+                break;
+            default:
+                json.WriteString("type", "user");
+                json.WriteString("user_id", userId);
+                break;
+        }
+        json.WriteEndObject();
+        if (cap.Kind is "group_member" or "group_pool")
+        {
+            json.WriteBoolean("pooled_budget", cap.Kind == "group_pool");
+        }
+        json.WriteString("source", cap.Kind);
+        json.WriteString("name", cap.Name);
+        json.WriteString("amount", Cents(cap.CapUsd).ToString(CultureInfo.InvariantCulture));
+        json.WriteString("spent", Cents(cap.SpentUsd).ToString(CultureInfo.InvariantCulture));
+        json.WriteString("currency", "USD");
+        json.WriteString("period", cap.Period);
+        json.WriteString("time_zone", cap.TimeZone);
+        json.WriteString("period_start", cap.PeriodStart);
+        json.WriteString("resets_at", cap.ResetsAt);
+        json.WriteEndObject();
+    }
+
+    private static long Cents(decimal usd) => (long)Math.Floor(usd * 100);
+
     /// <summary>The operators' view of a device's effective policy; 404 for no such device.</summary>
     public async Task DevicePolicyAsync(string id, HttpContext context, IDbContextFactory<GatewayDbContext> contexts)
     {
@@ -230,5 +319,14 @@ public static class PolicyApiExtensions
             views.DevicePolicyAsync(id, ctx, contexts)).Produces<EffectivePolicyView>().WithTags("Devices")
             .WithSummary("A device's effective policy: the most restrictive of its own, its groups' and the organisation's, and the cap that binds");
         return api;
+    }
+
+    /// <summary><c>GET /v1/organizations/spend_limits/effective?user_id=</c> beside the spend-limits API.</summary>
+    public static RouteGroupBuilder MapEffectiveSpendLimits(this RouteGroupBuilder organizations)
+    {
+        organizations.MapGet("/spend_limits/effective", (HttpContext ctx, PolicyViews views, IDbContextFactory<GatewayDbContext> contexts) =>
+            views.EffectiveLimitsAsync(ctx, contexts)).WithTags("Spend limits")
+            .WithSummary("The spend limits that apply to a person (user_id), each with its spend this period; binding is the one closest to its limit");
+        return organizations;
     }
 }

@@ -288,6 +288,59 @@ public sealed class PooledBudgetTests(StackFixture fx) : IClassFixture<StackFixt
         Assert.Contains("(0.999 USD spent or reserved)", error.Message);
     }
 
+    [Fact]
+    public async Task Limits_set_through_the_spend_limits_api_apply_at_once_and_effective_names_the_binding_one()
+    {
+        var db = await fx.Postgres.CreateDatabaseAsync();
+        var gateway = await GatewayAsync(db);
+        var team = "team-" + Guid.NewGuid().ToString("N")[..8];
+        var groupId = await GroupAsync(gateway, team);
+        var userId = UserId();
+        await fx.ExecuteAsync(db, """
+            INSERT INTO users (user_id, issuer, subject, email, name, groups, status, first_seen, last_seen)
+            VALUES (@id, 'https://idp.example.com', @id, 'bea@example.com', 'Bea', @groups, 'active', now(), now())
+            """, ("id", userId), ("groups", new[] { team }));
+        using var manage = Manage(gateway);
+        async Task SetAsync(object body)
+        {
+            using var set = await manage.PostAsync("/v1/organizations/spend_limits", JsonContent(body));
+            Assert.Equal(HttpStatusCode.Created, set.StatusCode);
+        }
+        await SetAsync(new { scope = new { type = "user", user_id = userId }, amount = "200", period = "monthly", currency = "USD" });
+        await SetAsync(new { scope = new { type = "rbac_group", rbac_group_id = groupId }, amount = "100", period = "weekly", currency = "USD", pooled_budget = true });
+        await SpentAsync(gateway, "@" + userId, 0.10m, groupId);
+
+        // No reload asked for: the API's writes reach admission by themselves. The pool (weekly, $1) is half used.
+        using (var answered = await gateway.Client.SendAsync(Http.Post("/v1/messages", Haiku, bearer: Person(userId, null, team))))
+        {
+            Assert.Equal(HttpStatusCode.OK, answered.StatusCode);
+            Assert.Equal("0.10", Header(answered, "anthropic-ratelimit-unified-overage-utilization"));
+        }
+        using var effective = await manage.GetAsync($"/v1/organizations/spend_limits/effective?user_id={userId}");
+        Assert.Equal(HttpStatusCode.OK, effective.StatusCode);
+        using var json = JsonDocument.Parse(await effective.Content.ReadAsStringAsync());
+        var data = json.RootElement.GetProperty("data").EnumerateArray().ToList();
+        Assert.Equal(["user", "group_pool"], data.Select(d => d.GetProperty("source").GetString()));
+        var binding = json.RootElement.GetProperty("binding");
+        Assert.Equal("group_pool", binding.GetProperty("source").GetString());
+        Assert.Equal(groupId, binding.GetProperty("scope").GetProperty("rbac_group_id").GetString());
+        Assert.Equal("weekly", binding.GetProperty("period").GetString());
+        Assert.Equal("100", binding.GetProperty("amount").GetString());
+        Assert.InRange(long.Parse(binding.GetProperty("spent").GetString()!, System.Globalization.CultureInfo.InvariantCulture), 10, 11);
+        Assert.Contains(team, json.RootElement.GetProperty("binding_reason").GetString());
+
+        using var policy = await manage.GetAsync($"/manage/v1/users/{userId}/policy");
+        using var view = JsonDocument.Parse(await policy.Content.ReadAsStringAsync());
+        Assert.Equal(team, view.RootElement.GetProperty("groups")[0].GetProperty("name").GetString());
+        Assert.Equal(2, view.RootElement.GetProperty("caps").GetArrayLength());
+        Assert.Equal("group_pool", view.RootElement.GetProperty("caps").EnumerateArray().Single(c => c.GetProperty("binding").GetBoolean()).GetProperty("kind").GetString());
+
+        using var missing = await manage.GetAsync("/v1/organizations/spend_limits/effective");
+        await Http.AssertErrorAsync(missing, 400, "invalid_request_error");
+        using var unknown = await manage.GetAsync("/v1/organizations/spend_limits/effective?user_id=usr_0000000000000000");
+        await Http.AssertErrorAsync(unknown, 404, "not_found_error");
+    }
+
     private static string? Header(HttpResponseMessage response, string name) =>
         response.Headers.TryGetValues(name, out var values) ? string.Join(",", values) : null;
 }
