@@ -205,6 +205,7 @@ public static class GroupsApi
         group.SpendPeriod = policy.SpendPeriod;
         group.TimeZone = policy.TimeZone;
         group.PolicyVersion++;
+        await GroupSpendApi.FollowPeriodAsync(db, id, policy.SpendPeriod, context.RequestServices.GetRequiredService<Limits.LimitOptions>(), ct);
         m.Audit(db, context, "group_policy", id, before, Snapshot(group));
         await db.SaveChangesAsync(ct);
         await ChangedAsync(context);

@@ -47,6 +47,7 @@ public static class ManagementExtensions
             api.MapDevicesApi();
             api.MapUsersApi();
             api.MapGroupsApi();
+            api.MapGroupSpendApi();
             api.MapPolicyApi();
             api.MapManagedSettingsApi();
             api.MapUsageManagementApi();
