@@ -195,8 +195,9 @@ public sealed class SpendLimitsApiTests(StackFixture fx) : IClassFixture<StackFi
         Assert.All(audit, a => Assert.Equal("ops@acme", a.Actor));
         Assert.Contains("70000", audit[5].After);
         Assert.Contains("50000", audit[5].Before);
-        // One announcement per write, each after its write was committed; none for reads or refused writes.
-        Assert.Equal([1L, 2, 3, 4, 5, 5, 4], changes.Seen);
+        // One announcement per write, each after its write was committed (the first, before any limit, is the group's
+        // creation); none for reads or refused writes.
+        Assert.Equal([0L, 1, 2, 3, 4, 5, 5, 4], changes.Seen);
     }
 
     [Theory]
