@@ -92,7 +92,6 @@ public sealed class GroupsBrowserTests(StackFixture fx) : IClassFixture<StackFix
         await editor.GetByTestId("save-settings").ClickAsync();
         await Assertions.Expect(editor.GetByTestId("settings-state")).ToHaveTextAsync("Saved settings are in force.");
         await Assertions.Expect(editor.GetByTestId("settings-error")).ToHaveCountAsync(0);
-        await AdminBrowser.ShotAsync(page, "group");
         using (var manage = new HttpClient { BaseAddress = _gateway.ManagementUrl })
         {
             manage.DefaultRequestHeaders.Authorization = new("Bearer", TestSecrets.OperatorKey);
@@ -110,6 +109,9 @@ public sealed class GroupsBrowserTests(StackFixture fx) : IClassFixture<StackFix
         await Assertions.Expect(row.GetByTestId("member-cap")).ToHaveTextAsync("$5.00");
         await Assertions.Expect(row.Locator(".mud-progress-linear")).ToHaveCountAsync(1);
         await AdminBrowser.ShotAsync(page, "groups");
+        await page.GotoAsync($"{_admin.Url}/groups/{id}");
+        await Assertions.Expect(page.GetByTestId("pool-text").First).ToHaveTextAsync("$2.50 / $10.00");
+        await AdminBrowser.ShotAsync(page, "group");
         await page.GotoAsync(_admin.Url + "/");
         await Assertions.Expect(page.GetByTestId("group-spend")).ToContainTextAsync("engineering");
         await Assertions.Expect(page.GetByTestId("group-spend").GetByTestId("pool-text")).ToHaveTextAsync("$2.50 / $10.00");
