@@ -165,18 +165,27 @@ public sealed class PolicyViews(PolicyResolver resolver, GatewayOptions options,
             await ApiErrors.WriteAsync(context, 400, "invalid_request_error", "a user id is usr_ and 16 lower-case letters and digits");
             return;
         }
+        if (await PersonAsync(id, context, contexts) is { } person)
+        {
+            await context.Response.WriteAsJsonAsync(await ViewAsync(person, context.RequestAborted), context.RequestAborted);
+        }
+    }
+
+    /// <summary>The identity a person's requests carry, from their records; null (and a 404 written) for no such person.</summary>
+    private async Task<DeviceIdentity?> PersonAsync(string id, HttpContext context, IDbContextFactory<GatewayDbContext> contexts)
+    {
         await using var db = await contexts.CreateDbContextAsync(context.RequestAborted);
         var user = await db.Users.AsNoTracking().SingleOrDefaultAsync(u => u.UserId == id, context.RequestAborted);
         if (user is null)
         {
             await ApiErrors.WriteAsync(context, 404, "not_found_error", $"no person '{id}'");
-            return;
+            return null;
         }
         var deviceId = UserRecord.DeviceIdOf(id);
         var device = await db.Devices.AsNoTracking().SingleOrDefaultAsync(d => d.DeviceId == deviceId, context.RequestAborted)
             // Not signed in yet: the default policy a first sign-in gives.
             ?? new DeviceRecord { DeviceId = deviceId, UserId = id, OrgId = options.OrgId, Status = DeviceStanding.Active, Models = [] };
-        await context.Response.WriteAsJsonAsync(await ViewAsync(IdentityOf(device, user), context.RequestAborted), context.RequestAborted);
+        return IdentityOf(device, user);
     }
 
     /// <summary>
@@ -192,17 +201,11 @@ public sealed class PolicyViews(PolicyResolver resolver, GatewayOptions options,
             return;
         }
         var id = userId[0]!;
-        await using var db = await contexts.CreateDbContextAsync(context.RequestAborted);
-        var user = await db.Users.AsNoTracking().SingleOrDefaultAsync(u => u.UserId == id, context.RequestAborted);
-        if (user is null)
+        if (await PersonAsync(id, context, contexts) is not { } person)
         {
-            await ApiErrors.WriteAsync(context, 404, "not_found_error", $"no person '{id}'");
             return;
         }
-        var deviceId = UserRecord.DeviceIdOf(id);
-        var device = await db.Devices.AsNoTracking().SingleOrDefaultAsync(d => d.DeviceId == deviceId, context.RequestAborted)
-            ?? new DeviceRecord { DeviceId = deviceId, UserId = id, OrgId = options.OrgId, Status = DeviceStanding.Active, Models = [] };
-        var view = await ViewAsync(IdentityOf(device, user), context.RequestAborted);
+        var view = await ViewAsync(person, context.RequestAborted);
         await using var json = new Utf8JsonWriter(context.Response.BodyWriter);
         context.Response.ContentType = "application/json";
         json.WriteStartObject();
