@@ -12,3 +12,6 @@ public sealed record NewGroup(string? Name, string? Source, GroupPolicy? Policy)
 
 /// <summary>The body of <c>POST /manage/v1/groups/{id}/members</c>.</summary>
 public sealed record NewGroupMember(string? DeviceId);
+
+/// <summary>The body of <c>PUT /manage/v1/groups/{id}/caps</c>: a group's cap on each member and on its shared pool, in USD; null removes one.</summary>
+public sealed record GroupCaps(decimal? MemberCapUsd, decimal? PoolCapUsd);

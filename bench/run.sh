@@ -82,11 +82,12 @@ env DevIdentity__Clients__0__ClientId=claudeproxy-bench DevIdentity__Clients__0_
   DevIdentity__Clients__0__AllowLoopbackRedirectUris=true \
   dotnet "$root/ClaudeProxy.DevIdentity/bin/Release/net10.0/ClaudeProxy.DevIdentity.dll" --urls "http://127.0.0.1:$idp_port" >"$work/idp.log" 2>&1 &
 pids+=($!)
-# full_gateway CHECKOUT PORT DATABASE UPSTREAM_PORT NAME: a gateway with every feature on, in the background.
+admin_key=$(random_secret)
+# full_gateway CHECKOUT PORT DATABASE UPSTREAM_PORT NAME [MANAGEMENT_PORT]: a gateway with every feature on, in the background.
 full_gateway() {
   env ANTHROPIC_API_KEY="$simkey" ANTHROPIC_BASE_URL="http://127.0.0.1:$4" \
-    JWT_SECRET="$(random_secret)" ADMIN_API_KEY="$(random_secret)" \
-    HOST=127.0.0.1 PORT="$2" MANAGEMENT_PORT="$(free_port)" \
+    JWT_SECRET="$(random_secret)" ADMIN_API_KEY="$admin_key" \
+    HOST=127.0.0.1 PORT="$2" MANAGEMENT_PORT="${6:-$(free_port)}" \
     REDIS_URL="redis://127.0.0.1:$redis_port" DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/$3" \
     RATE_LIMIT_MAX=1000000 RATE_LIMIT_WINDOW=1000 TOKEN_LIMIT_PER_MINUTE=1000000000 DEFAULT_SPEND_CAP=1000000 \
     MAX_CONCURRENT_REQUESTS_PER_DEVICE=10000 USAGE_SPOOL_DIR="$work/spool-$5" LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
@@ -94,7 +95,8 @@ full_gateway() {
     dotnet "$1/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll" >"$work/$5.log" 2>&1 &
 }
 gw_port=$(free_port)
-full_gateway "$root" "$gw_port" claudeproxydb "$sim_upstream" gateway
+gw_manage=$(free_port)
+full_gateway "$root" "$gw_port" claudeproxydb "$sim_upstream" gateway "$gw_manage"
 gw_pid=$!
 pids+=($gw_pid)
 targets="direct bare local gateway"
@@ -132,6 +134,16 @@ token=$(curl -s "http://127.0.0.1:$gw_port/bootstrap" -H 'content-type: applicat
   | sed 's/.*"wrapper_token":"\([^"]*\)".*/\1/')
 wait_http "http://127.0.0.1:$idp_port/.well-known/openid-configuration"
 person_token=$(python3 bench/sign-in.py "http://127.0.0.1:$gw_port" alice@example.com dev-password)
+# The person is under three spend caps, each reserved in the one admission round trip: their own spend limit, the pool
+# of their provider group (engineering) and the organisation's limit.
+manage() { curl -sf "http://127.0.0.1:$gw_manage$1" -H "x-api-key: $admin_key" -H 'content-type: application/json' "${@:2}"; }
+group_id=$(manage /manage/v1/groups -d '{"name":"engineering","source":"idp"}' | sed 's/.*"group_id":"\([^"]*\)".*/\1/')
+user_id=$(manage '/manage/v1/users?search=alice' | sed 's/.*"user_id":"\(usr_[a-z0-9]*\)".*/\1/')
+manage /v1/organizations/spend_limits -d '{"scope":{"type":"user","user_id":"'"$user_id"'"},"amount":"100000000000","period":"monthly"}' >/dev/null
+manage /v1/organizations/spend_limits -d '{"scope":{"type":"rbac_group","rbac_group_id":"'"$group_id"'"},"amount":"100000000000","period":"monthly","pooled_budget":true}' >/dev/null
+manage /v1/organizations/spend_limits -d '{"scope":{"type":"organization"},"amount":"100000000000","period":"monthly"}' >/dev/null
+caps=$(manage "/manage/v1/users/$user_id/policy" | grep -o '"kind":"[a-z_]*"' | sort -u | tr '\n' ' ')
+echo "==> the signed-in person's caps: $caps"
 local_token=$(curl -s "http://127.0.0.1:$local_port/bootstrap" -H 'content-type: application/json' -d '{"device_id":"bench-device"}' \
   | sed 's/.*"wrapper_token":"\([^"]*\)".*/\1/')
 
@@ -187,8 +199,24 @@ declare -A R
 add() { R[$1]="${R[$1]:-} $2"; }
 med() { tr ' ' '\n' <<<"${R[$1]:-}" | grep -v '^$' | median; }
 
+# redis_per_request TOKEN N: Redis commands the gateway sends per request, over N sequential requests.
+redis_per_request() {
+  local before after
+  before=$(redis-cli -p "$redis_port" INFO stats | awk -F: '/^total_commands_processed/ { print $2 + 0 }')
+  for _ in $(seq 1 "$2"); do
+    curl -s -o /dev/null -H "authorization: Bearer $1" -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' \
+      --data-binary "@$small" "$gateway_url"
+  done
+  after=$(redis-cli -p "$redis_port" INFO stats | awk -F: '/^total_commands_processed/ { print $2 + 0 }')
+  awk -v a="$before" -v b="$after" -v n="$2" 'BEGIN { printf "%.2f", (b - a) / n }'
+}
+
 echo "==> warm-up"
 for target in $targets; do DURATION=3 wrk_run "$target" 1 8 "$small" >/dev/null; done
+DURATION=3 wrk_run person 1 8 "$small" >/dev/null
+echo "==> Redis commands per request"
+redis_device=$(redis_per_request "$token" 300)
+redis_person=$(redis_per_request "$person_token" 300)
 
 for round in $(seq 1 "$ROUNDS"); do
   echo "==> round $round of $ROUNDS"
@@ -358,7 +386,8 @@ person_row() {
     rps) printf '| %s | %.0f | %.0f | %+.1f %% |\n' "$2" "$d" "$p" "$(awk -v a="$d" -v b="$p" 'BEGIN { print 100 * (b - a) / a }')" ;;
   esac
 }
-printf '\n## A signed-in person against a device\n\nThe same gateway in the same rounds, with the token of a person signed in through the identity provider (`bench/sign-in.py`\nagainst the development provider) instead of a device'"'"'s: the same checks, under the person'"'"'s own sign-in record.\n\n'
+printf '\n## A signed-in person under three spend caps against a device\n\nThe same gateway in the same rounds, with the token of a person signed in through the identity provider (`bench/sign-in.py`\nagainst the development provider) instead of a device'"'"'s. The person is under three spend caps (kinds: %s): their own\nspend limit, the pool of their provider group and the organisation'"'"'s limit, each reserved and settled with the others. Redis commands per\nrequest, counted by Redis over 300 sequential requests (admission and settlement included): device %s, person under three caps %s.\n\n' "$caps" "$redis_device" "$redis_person"
+
 printf '| figure | device token | person token | person − device |\n|---|---|---|---|\n'
 person_row s1.p50 "S1 p50" us; person_row s1.p99 "S1 p99" us; person_row s2.rps "S2 requests/s" rps; person_row s2.p50 "S2 p50" us
 if [ -n "$BASELINE" ]; then

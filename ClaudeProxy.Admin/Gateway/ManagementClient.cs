@@ -29,6 +29,7 @@ public sealed class ManagementException(string message) : Exception(message);
 public sealed class ManagementClient(HttpClient http, AuthenticationStateProvider signedIn)
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     public Task<Overview> OverviewAsync(CancellationToken ct = default) => GetAsync<Overview>("/manage/v1/overview", ct);
 
@@ -73,6 +74,74 @@ public sealed class ManagementClient(HttpClient http, AuthenticationStateProvide
     public Task<UserView> UserActAsync(string id, string action, CancellationToken ct = default) =>
         SendAsync<UserView>(HttpMethod.Post, $"/manage/v1/users/{Uri.EscapeDataString(id)}/{action}", null, ct);
 
+    /// <summary>The people whose groups claim names <paramref name="group"/>: the members of the idp group of that name.</summary>
+    public Task<PageOf<UserView>> UsersInGroupAsync(string group, int page, int pageSize, CancellationToken ct = default) =>
+        GetAsync<PageOf<UserView>>($"/manage/v1/users?group={Uri.EscapeDataString(group)}&sort=email&order=asc&page={page}&page_size={pageSize}", ct);
+
+    /// <summary>The policy a person's requests are admitted under, with the rule each part comes from and the cap that binds.</summary>
+    public Task<EffectivePolicyView> UserPolicyAsync(string userId, CancellationToken ct = default) =>
+        GetAsync<EffectivePolicyView>($"/manage/v1/users/{Uri.EscapeDataString(userId)}/policy", ct);
+
+    public Task<PageOf<GroupView>> GroupsAsync(string? search, int page, int pageSize, CancellationToken ct = default) =>
+        GetAsync<PageOf<GroupView>>($"/manage/v1/groups?search={Uri.EscapeDataString(search ?? "")}&page={page}&page_size={pageSize}", ct);
+
+    public Task<GroupView> GroupAsync(string id, CancellationToken ct = default) => GetAsync<GroupView>($"/manage/v1/groups/{Uri.EscapeDataString(id)}", ct);
+
+    public Task<GroupView> CreateGroupAsync(NewGroup group, CancellationToken ct = default) => SendAsync<GroupView>(HttpMethod.Post, "/manage/v1/groups", group, ct);
+
+    public Task<GroupView> UpdateGroupPolicyAsync(string id, GroupPolicy policy, CancellationToken ct = default) =>
+        SendAsync<GroupView>(HttpMethod.Put, $"/manage/v1/groups/{Uri.EscapeDataString(id)}/policy", policy, ct);
+
+    /// <summary>Deletes a group with its members, managed settings and caps.</summary>
+    public Task DeleteGroupAsync(string id, CancellationToken ct = default) => SendAsync(HttpMethod.Delete, $"/manage/v1/groups/{Uri.EscapeDataString(id)}", null, ct);
+
+    public Task<GroupView> AddGroupMemberAsync(string id, string deviceId, CancellationToken ct = default) =>
+        SendAsync<GroupView>(HttpMethod.Post, $"/manage/v1/groups/{Uri.EscapeDataString(id)}/members", new NewGroupMember(deviceId), ct);
+
+    public Task RemoveGroupMemberAsync(string id, string deviceId, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Delete, $"/manage/v1/groups/{Uri.EscapeDataString(id)}/members/{Uri.EscapeDataString(deviceId)}", null, ct);
+
+    /// <summary>Every group's spend this period against its pool and member caps.</summary>
+    public Task<List<GroupSpendView>> GroupsSpendAsync(CancellationToken ct = default) => GetAsync<List<GroupSpendView>>("/manage/v1/groups/spend", ct);
+
+    public Task<GroupSpendView> GroupSpendAsync(string id, CancellationToken ct = default) =>
+        GetAsync<GroupSpendView>($"/manage/v1/groups/{Uri.EscapeDataString(id)}/spend", ct);
+
+    /// <summary>Sets (or, with null, removes) a group's cap on each member and on its pool.</summary>
+    public Task<GroupSpendView> SetGroupCapsAsync(string id, GroupCaps caps, CancellationToken ct = default) =>
+        SendAsync<GroupSpendView>(HttpMethod.Put, $"/manage/v1/groups/{Uri.EscapeDataString(id)}/caps", caps, ct);
+
+    /// <summary>The managed-settings document of <paramref name="scope"/> (<c>everyone</c> or a group id) as indented JSON; null when none is set.</summary>
+    public async Task<string?> ManagedSettingsAsync(string scope, CancellationToken ct = default)
+    {
+        using var response = await RawAsync(HttpMethod.Get, $"/manage/v1/managed-settings/{Uri.EscapeDataString(scope)}", null, ct);
+        if (response.StatusCode == System.Net.HttpStatusCode.NotFound)
+        {
+            // A 404 also answers an unknown group; the caller has read the group first.
+            return null;
+        }
+        await EnsureAsync(response, ct);
+        using var document = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
+        return JsonSerializer.Serialize(document.RootElement.GetProperty("settings"), Indented);
+    }
+
+    /// <summary>Replaces the managed-settings document of <paramref name="scope"/>; the gateway refuses anything but a JSON object.</summary>
+    public async Task SetManagedSettingsAsync(string scope, string json, CancellationToken ct = default)
+    {
+        using var content = new StringContent(json, System.Text.Encoding.UTF8, "application/json");
+        using var response = await RawAsync(HttpMethod.Put, $"/manage/v1/managed-settings/{Uri.EscapeDataString(scope)}", content, ct);
+        await EnsureAsync(response, ct);
+    }
+
+    public async Task RemoveManagedSettingsAsync(string scope, CancellationToken ct = default)
+    {
+        using var response = await RawAsync(HttpMethod.Delete, $"/manage/v1/managed-settings/{Uri.EscapeDataString(scope)}", null, ct);
+        if (response.StatusCode != System.Net.HttpStatusCode.NotFound)
+        {
+            await EnsureAsync(response, ct);
+        }
+    }
+
     public Task<List<GatewayInstance>> GatewaysAsync(CancellationToken ct = default) => GetAsync<List<GatewayInstance>>("/manage/v1/gateways", ct);
 
     public async Task ResetBreakersAsync(CancellationToken ct = default)
@@ -85,28 +154,32 @@ public sealed class ManagementClient(HttpClient http, AuthenticationStateProvide
 
     private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken ct)
     {
+        using var response = await RawAsync(method, path, body is null ? null : JsonContent.Create(body, body.GetType(), options: Json), ct);
+        await EnsureAsync(response, ct);
+        return (await response.Content.ReadFromJsonAsync<T>(Json, ct))!;
+    }
+
+    private async Task SendAsync(HttpMethod method, string path, object? body, CancellationToken ct)
+    {
+        using var response = await RawAsync(method, path, body is null ? null : JsonContent.Create(body, body.GetType(), options: Json), ct);
+        await EnsureAsync(response, ct);
+    }
+
+    private async Task<HttpResponseMessage> RawAsync(HttpMethod method, string path, HttpContent? content, CancellationToken ct)
+    {
         using var request = new HttpRequestMessage(method, path);
         if (await OperatorAsync() is { } name)
         {
             request.Headers.TryAddWithoutValidation("x-operator", name);
         }
-        if (body is not null)
-        {
-            request.Content = JsonContent.Create(body, body.GetType(), options: Json);
-        }
-        HttpResponseMessage response;
+        request.Content = content;
         try
         {
-            response = await http.SendAsync(request, ct);
+            return await http.SendAsync(request, ct);
         }
         catch (HttpRequestException)
         {
             throw new ManagementException("The gateway's management API cannot be reached.");
-        }
-        using (response)
-        {
-            await EnsureAsync(response, ct);
-            return (await response.Content.ReadFromJsonAsync<T>(Json, ct))!;
         }
     }
 

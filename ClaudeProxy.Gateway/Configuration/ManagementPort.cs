@@ -11,13 +11,15 @@ public static class ManagementPort
         context.Features.Get<IConnectionItemsFeature>()?.Items.TryGetValue(ItemKey, out var value) == true && value is true;
 
     /// <summary>
-    /// The management port serves <c>/manage</c>, <c>/metrics</c> and health only; the proxy port never serves
-    /// <c>/manage</c> or <c>/metrics</c>. Anything else is a 404 in Anthropic's shape.
+    /// The management port serves <c>/manage</c>, the Admin API paths under <c>/v1/organizations</c>, <c>/metrics</c> and
+    /// health only; the proxy port never serves those management paths (nor forwards them upstream). Anything else is a
+    /// 404 in Anthropic's shape.
     /// </summary>
     public static IApplicationBuilder UsePortSeparation(this IApplicationBuilder app) => app.Use((context, next) =>
     {
         var path = context.Request.Path;
-        var managementPath = path.StartsWithSegments("/manage") || path.StartsWithSegments(Telemetry.PrometheusMetrics.Path);
+        var managementPath = path.StartsWithSegments("/manage") || path.StartsWithSegments("/v1/organizations") ||
+            path.StartsWithSegments(Telemetry.PrometheusMetrics.Path);
         var health = path.StartsWithSegments("/healthz") || path.StartsWithSegments("/readyz");
         if (IsManagement(context) ? managementPath || health : !managementPath)
         {

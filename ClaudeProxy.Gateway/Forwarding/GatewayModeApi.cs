@@ -1,5 +1,6 @@
 using ClaudeProxy.Gateway.Configuration;
 using ClaudeProxy.Gateway.Errors;
+using ClaudeProxy.Gateway.Policies;
 using ClaudeProxy.Gateway.Tokens;
 using Microsoft.Net.Http.Headers;
 
@@ -24,6 +25,7 @@ public static class GatewayModeApi
         }
         var authenticator = app.ServiceProvider.GetRequiredService<DeviceAuthenticator>();
         app.MapGet("/managed/settings", ctx => ManagedSettingsAsync(ctx, authenticator));
+        app.MapUsageLimitsApi();
         return app;
     }
 

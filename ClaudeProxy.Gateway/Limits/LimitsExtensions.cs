@@ -22,6 +22,7 @@ public static class LimitsExtensions
         builder.Services.AddSingleton<Policies.PolicyChanges>(sp => sp.GetRequiredService<Policies.PolicyStore>());
         builder.Services.AddHostedService(sp => sp.GetRequiredService<Policies.PolicyStore>());
         builder.Services.AddSingleton<Policies.PolicyResolver>();
+        builder.Services.AddSingleton<Policies.PolicyViews>();
         if (backing.Postgres)
         {
             builder.Services.AddSingleton<ISpendHistory, Data.PostgresSpendHistory>();

@@ -158,9 +158,14 @@ public static class GroupsApi
             await Errors.ApiErrors.WriteAsync(context, 409, "invalid_request_error", $"a group named '{name}' exists already");
             return;
         }
+        await ChangedAsync(context);
         context.Response.StatusCode = StatusCodes.Status201Created;
         await context.Response.WriteAsJsonAsync(await ViewAsync(db, group.GroupId, ct), ct);
     }
+
+    /// <summary>Every instance admits under the change from now on.</summary>
+    private static Task ChangedAsync(HttpContext context) =>
+        context.RequestServices.GetRequiredService<Policies.PolicyChanges>().ChangedAsync(context.RequestAborted);
 
     private static object Snapshot(GroupRecord g) => new
     {
@@ -200,8 +205,10 @@ public static class GroupsApi
         group.SpendPeriod = policy.SpendPeriod;
         group.TimeZone = policy.TimeZone;
         group.PolicyVersion++;
+        await GroupSpendApi.FollowPeriodAsync(db, id, policy.SpendPeriod, context.RequestServices.GetRequiredService<Limits.LimitOptions>(), ct);
         m.Audit(db, context, "group_policy", id, before, Snapshot(group));
         await db.SaveChangesAsync(ct);
+        await ChangedAsync(context);
         await context.Response.WriteAsJsonAsync(await ViewAsync(db, id, ct), ct);
     }
 
@@ -238,6 +245,7 @@ public static class GroupsApi
             await WriteNotFoundAsync(context, id);
             return;
         }
+        await ChangedAsync(context);
         context.Response.StatusCode = StatusCodes.Status204NoContent;
     }
 
@@ -298,6 +306,7 @@ public static class GroupsApi
             {
                 // Added by a concurrent call: the device is a member, as asked.
             }
+            await ChangedAsync(context);
         }
         await context.Response.WriteAsJsonAsync(await ViewAsync(db, id, ct), ct);
     }
@@ -319,6 +328,7 @@ public static class GroupsApi
         db.GroupMembers.Remove(member);
         m.Audit(db, context, "group_member_remove", id, new { device_id = deviceId }, null);
         await db.SaveChangesAsync(ct);
+        await ChangedAsync(context);
         context.Response.StatusCode = StatusCodes.Status204NoContent;
     }
 }

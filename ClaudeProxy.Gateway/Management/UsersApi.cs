@@ -49,7 +49,7 @@ public static partial class UsersApi
 
     [EndpointSummary("List people, paged, sorted, filtered by status and searched by email or name")]
     private static async Task List(HttpContext context, ManagementContext m, string? search = null, string? status = null, string sort = "last_seen",
-        string order = "desc", int page = 1, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "page_size")] int pageSize = 25)
+        string order = "desc", int page = 1, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "page_size")] int pageSize = 25, string? group = null)
     {
         if (!string.IsNullOrWhiteSpace(status) && !UserStatus.All.Contains(status))
         {
@@ -74,6 +74,16 @@ public static partial class UsersApi
         if (!string.IsNullOrWhiteSpace(status))
         {
             query = query.Where(u => u.Status == status);
+        }
+        if (group is { Length: > 128 })
+        {
+            await Errors.ApiErrors.WriteAsync(context, 400, "group must be at most 128 characters");
+            return;
+        }
+        if (!string.IsNullOrEmpty(group))
+        {
+            // The people an idp group of this name holds: those whose groups claim names it, exactly.
+            query = query.Where(u => u.Groups.Contains(group));
         }
         var rows = WithSpend(db, query, m.PeriodStart());
         var descending = !string.Equals(order, "asc", StringComparison.OrdinalIgnoreCase);

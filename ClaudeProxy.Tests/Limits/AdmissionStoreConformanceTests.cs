@@ -134,6 +134,41 @@ public abstract class AdmissionStoreConformanceTests : IDisposable
         Assert.Equal(950, decisions.Max(d => d.SpentMicros));
     }
 
+    [Fact]
+    public async Task Every_cap_of_a_request_is_reserved_or_none_and_each_is_settled_to_the_real_cost()
+    {
+        var pool = "grp_" + Guid.NewGuid().ToString("N")[..16];
+        var poolCap = Cap(SpendCapKind.GroupPool, RedisAdmissionStore.PoolKey(pool, "p0"), pool, 1000);
+        AdmissionRequest Member(string device)
+        {
+            var own = Request(device, cap: 5000, reserve: 400);
+            return own with { Caps = [own.Caps[0], poolCap] };
+        }
+        var alice = Member(TestSecrets.DeviceId());
+        var bob = Member(TestSecrets.DeviceId());
+        Record.Spent[(pool, poolCap.PeriodStart)] = 100;
+
+        // The pool (100 spent of 1,000) has room for two reservations of 400, whoever makes them.
+        var first = await AdmitAsync(alice);
+        var second = await AdmitAsync(bob);
+        Assert.Equal([AdmissionOutcome.Admitted, AdmissionOutcome.Admitted], new[] { first.Outcome, second.Outcome });
+        Assert.Equal([400, 900], second.Spent!);
+        var refused = await AdmitAsync(alice);
+        Assert.Equal(AdmissionOutcome.SpendCapReached, refused.Outcome);
+        Assert.Equal(1, refused.Binding);
+        Assert.Equal(900, refused.SpentMicros);
+
+        // Nothing of the refusal was reserved: settling both at 50 leaves room for exactly two more. A settlement is on
+        // the connection before the next admission, as on the request path.
+        Service.Settle(alice, first, actualMicros: 50, tokens: 0);
+        Service.Settle(bob, second, actualMicros: 50, tokens: 0);
+        var third = await AdmitAsync(alice);
+        Assert.Equal(AdmissionOutcome.Admitted, third.Outcome);
+        Assert.Equal([450, 600], third.Spent!);
+        Assert.Equal(AdmissionOutcome.Admitted, (await AdmitAsync(bob)).Outcome);
+        Assert.Equal(AdmissionOutcome.SpendCapReached, (await AdmitAsync(bob)).Outcome);
+    }
+
     [Theory]
     [InlineData(DeviceStanding.Revoked, 1, 1, false, AdmissionOutcome.Revoked)]
     [InlineData(DeviceStanding.Pending, 1, 1, false, AdmissionOutcome.Pending)]

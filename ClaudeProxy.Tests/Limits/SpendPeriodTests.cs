@@ -136,4 +136,22 @@ public sealed class SpendPeriodTests(StackFixture fx) : IClassFixture<StackFixtu
         CostUsd = 5m,
         CorrelationId = "spend-" + Guid.NewGuid().ToString("N"),
     };
+
+    [Fact]
+    public void A_groups_period_follows_its_time_zone_and_its_counter_differs_from_the_utc_one()
+    {
+        var paris = TimeZoneInfo.FindSystemTimeZoneById("Europe/Paris");
+        // 30 November 23:30 UTC is already 1 December in Paris.
+        var now = new DateTimeOffset(2026, 11, 30, 23, 30, 0, TimeSpan.Zero);
+        var (start, end, id) = SpendPeriods.Of(SpendPeriod.Month, now, paris);
+        Assert.Equal(new DateTimeOffset(2026, 11, 30, 23, 0, 0, TimeSpan.Zero), start);
+        Assert.Equal(new DateTimeOffset(2026, 12, 31, 23, 0, 0, TimeSpan.Zero), end);
+        Assert.NotEqual(SpendPeriods.Of(SpendPeriod.Month, now).Id, id);
+        Assert.StartsWith("202612@", id);
+        // A day in New York across the change to daylight saving time is 23 hours long.
+        var newYork = TimeZoneInfo.FindSystemTimeZoneById("America/New_York");
+        var (dayStart, dayEnd, _) = SpendPeriods.Of(SpendPeriod.Day, new DateTimeOffset(2026, 3, 8, 12, 0, 0, TimeSpan.Zero), newYork);
+        Assert.Equal(TimeSpan.FromHours(23), dayEnd - dayStart);
+        Assert.Null(SpendPeriods.Zone("Not/AZone"));
+    }
 }
