@@ -142,7 +142,7 @@ user_id=$(manage '/manage/v1/users?search=alice' | sed 's/.*"user_id":"\(usr_[a-
 manage /v1/organizations/spend_limits -d '{"scope":{"type":"user","user_id":"'"$user_id"'"},"amount":"100000000000","period":"monthly"}' >/dev/null
 manage /v1/organizations/spend_limits -d '{"scope":{"type":"rbac_group","rbac_group_id":"'"$group_id"'"},"amount":"100000000000","period":"monthly","pooled_budget":true}' >/dev/null
 manage /v1/organizations/spend_limits -d '{"scope":{"type":"organization"},"amount":"100000000000","period":"monthly"}' >/dev/null
-caps=$(manage "/manage/v1/users/$user_id/policy" | grep -o '"kind":"[a-z_]*"' | sort -u | tr '\n' ' ')
+caps=$(manage "/manage/v1/users/$user_id/policy" | grep -o '"kind":"[a-z_]*"' | sed 's/"kind":"\(.*\)"/\1/' | sort -u | paste -sd, -)
 echo "==> the signed-in person's caps: $caps"
 local_token=$(curl -s "http://127.0.0.1:$local_port/bootstrap" -H 'content-type: application/json' -d '{"device_id":"bench-device"}' \
   | sed 's/.*"wrapper_token":"\([^"]*\)".*/\1/')
@@ -199,24 +199,29 @@ declare -A R
 add() { R[$1]="${R[$1]:-} $2"; }
 med() { tr ' ' '\n' <<<"${R[$1]:-}" | grep -v '^$' | median; }
 
-# redis_per_request TOKEN N: Redis commands the gateway sends per request, over N sequential requests.
+# redis_per_request TOKEN N -> "scripts commands": per request over N sequential ones, the scripts the gateway sent to
+# Redis (its round trips: EVAL or EVALSHA) and every command Redis ran, those inside the scripts included.
+redis_counts() {
+  redis-cli -p "$redis_port" INFO all | tr -d '\r' | awk -F'[:=,]' '
+    /^cmdstat_(eval|evalsha):/ { scripts += $3 } /^total_commands_processed:/ { commands = $2 } END { print scripts + 0, commands + 0 }'
+}
 redis_per_request() {
   local before after
-  before=$(redis-cli -p "$redis_port" INFO stats | awk -F: '/^total_commands_processed/ { print $2 + 0 }')
+  before=$(redis_counts)
   for _ in $(seq 1 "$2"); do
     curl -s -o /dev/null -H "authorization: Bearer $1" -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' \
       --data-binary "@$small" "$gateway_url"
   done
-  after=$(redis-cli -p "$redis_port" INFO stats | awk -F: '/^total_commands_processed/ { print $2 + 0 }')
-  awk -v a="$before" -v b="$after" -v n="$2" 'BEGIN { printf "%.2f", (b - a) / n }'
+  after=$(redis_counts)
+  awk -v a="$before" -v b="$after" -v n="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.2f %.2f\n", (y[1] - x[1]) / n, (y[2] - x[2]) / n }'
 }
 
 echo "==> warm-up"
 for target in $targets; do DURATION=3 wrk_run "$target" 1 8 "$small" >/dev/null; done
 DURATION=3 wrk_run person 1 8 "$small" >/dev/null
 echo "==> Redis commands per request"
-redis_device=$(redis_per_request "$token" 300)
-redis_person=$(redis_per_request "$person_token" 300)
+read -r scripts_device commands_device < <(redis_per_request "$token" 300)
+read -r scripts_person commands_person < <(redis_per_request "$person_token" 300)
 
 for round in $(seq 1 "$ROUNDS"); do
   echo "==> round $round of $ROUNDS"
@@ -386,7 +391,7 @@ person_row() {
     rps) printf '| %s | %.0f | %.0f | %+.1f %% |\n' "$2" "$d" "$p" "$(awk -v a="$d" -v b="$p" 'BEGIN { print 100 * (b - a) / a }')" ;;
   esac
 }
-printf '\n## A signed-in person under three spend caps against a device\n\nThe same gateway in the same rounds, with the token of a person signed in through the identity provider (`bench/sign-in.py`\nagainst the development provider) instead of a device'"'"'s. The person is under three spend caps (kinds: %s): their own\nspend limit, the pool of their provider group and the organisation'"'"'s limit, each reserved and settled with the others. Redis commands per\nrequest, counted by Redis over 300 sequential requests (admission and settlement included): device %s, person under three caps %s.\n\n' "$caps" "$redis_device" "$redis_person"
+printf '\n## A signed-in person under three spend caps against a device\n\nThe same gateway in the same rounds, with the token of a person signed in through the identity provider (`bench/sign-in.py`\nagainst the development provider) instead of a device'"'"'s. The person is under three spend caps (%s): their own\nspend limit, the pool of their provider group and the organisation'"'"'s limit, each reserved and settled with the others.\nCounted by Redis over 300 sequential requests each, every instance included: scripts sent to Redis per request (round trips:\nadmission and settlement) device %s, person under three caps %s; commands Redis ran per request, those inside the scripts\nincluded, device %s, person %s.\n\n' "$caps" "$scripts_device" "$scripts_person" "$commands_device" "$commands_person"
 
 printf '| figure | device token | person token | person − device |\n|---|---|---|---|\n'
 person_row s1.p50 "S1 p50" us; person_row s1.p99 "S1 p99" us; person_row s2.rps "S2 requests/s" rps; person_row s2.p50 "S2 p50" us
