@@ -144,7 +144,8 @@ public sealed class Refusals(GatewayOptions gateway, GatewayMetrics metrics, Tim
         return Of(AdmissionOutcome.RateLimited).WriteAsync(context, $"rate limit of {rate.Limit} requests per {Seconds(window)} reached for this device");
     }
 
-    private static string Capitalised(string text) => text.Length == 0 ? text : char.ToUpperInvariant(text[0]) + text[1..];
+    /// <summary>A cap's name at the start of a sentence.</summary>
+    internal static string Capitalised(string text) => text.Length == 0 ? text : char.ToUpperInvariant(text[0]) + text[1..];
 
     private static string Noun(SpendPeriod period) => period.ToString().ToLowerInvariant();
 

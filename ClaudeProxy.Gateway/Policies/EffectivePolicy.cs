@@ -20,7 +20,6 @@ public sealed class EffectivePolicy
     private sealed record Placed(SpendCap[] Caps, DateTimeOffset ValidUntil);
 
     public required long SnapshotVersion { get; init; }
-    public required string DeviceId { get; init; }
     public required GroupPolicy[] Groups { get; init; }
     /// <summary>The groups' ids separated by spaces, as usage records them; null without groups.</summary>
     public string? GroupIds { get; init; }
@@ -31,7 +30,7 @@ public sealed class EffectivePolicy
     public string? TokenLimitFrom { get; init; }
     public required CapRule[] CapRules { get; init; }
     /// <summary>The rule the model allowlist comes from ("user", "device", or "group:NAME" when a group narrows it).</summary>
-    public required string OwnRule { get; init; }
+    public required string ModelsFrom { get; init; }
 
     /// <summary>True when the model is allowed by the token's list and by every group's that sets one.</summary>
     public bool Allows(string model)
@@ -165,11 +164,10 @@ public sealed class PolicyResolver(PolicyStore store, LimitOptions limits)
         return new EffectivePolicy
         {
             SnapshotVersion = snapshot.Version,
-            DeviceId = identity.DeviceId,
             Groups = groups,
             GroupIds = groups.Length == 0 ? null : string.Join(' ', groups.Select(g => g.GroupId)),
             OwnModels = identity.Models,
-            OwnRule = modelsFrom,
+            ModelsFrom = modelsFrom,
             RateLimit = rateLimit,
             RateLimitFrom = rateFrom,
             TokenLimit = tokenLimit,

@@ -68,13 +68,13 @@ public sealed class PolicyViews(PolicyResolver resolver, GatewayOptions options,
             var cap = caps[binding];
             var share = SpendLimitHeaders.Utilization(cap, spent[binding]);
             reason = caps.Length == 1
-                ? $"{Capitalised(cap.Name)} is the only spend cap that applies ({share:P0} used)."
+                ? $"{Refusals.Capitalised(cap.Name)} is the only spend cap that applies ({share:P0} used)."
                 : $"Of the {caps.Length} spend caps that apply, {cap.Name} has the least left for its size ({share:P0} used, " +
                   $"{Math.Max(0, cap.CapMicros - spent[binding]) / 1_000_000m:0.00} USD left); each request must fit under every cap.";
         }
         return new EffectivePolicyView(identity.DeviceId, identity.IsPerson ? identity.UserId : null,
             [.. policy.Groups.Select(g => new GroupRef(g.GroupId, g.Name))],
-            [.. policy.Groups.FirstOrDefault(g => g.Models is not null)?.Models?.Patterns ?? identity.Models.Patterns], policy.OwnRule,
+            [.. policy.Groups.FirstOrDefault(g => g.Models is not null)?.Models?.Patterns ?? identity.Models.Patterns], policy.ModelsFrom,
             policy.RateLimit, policy.RateLimitFrom, policy.TokenLimit, policy.TokenLimitFrom, views,
             binding >= 0 ? caps[binding].Counter : null, reason);
     }
@@ -297,8 +297,6 @@ public sealed class PolicyViews(PolicyResolver resolver, GatewayOptions options,
         SpendCapKind.GroupPool => "group_pool",
         _ => "organization",
     };
-
-    private static string Capitalised(string text) => text.Length == 0 ? text : char.ToUpperInvariant(text[0]) + text[1..];
 }
 
 public static class PolicyApiExtensions

@@ -5,7 +5,7 @@ using Microsoft.EntityFrameworkCore;
 
 namespace ClaudeProxy.Gateway.Policies;
 
-/// <summary>A group as admission applies it: its limits, the period and zone its caps are counted in, and its two caps.</summary>
+/// <summary>A group as admission applies it: its limits, the zone its caps' periods are counted in, and its two caps.</summary>
 public sealed class GroupPolicy
 {
     public required string GroupId { get; init; }
@@ -15,7 +15,6 @@ public sealed class GroupPolicy
     public ModelAllowlist? Models { get; init; }
     public int? RateLimit { get; init; }
     public int? TokenLimit { get; init; }
-    public SpendPeriod? Period { get; init; }
     public required TimeZoneInfo Zone { get; init; }
     /// <summary>The cap on each member's own spend, if any.</summary>
     public SpendLimitRecord? MemberLimit { get; init; }
@@ -54,10 +53,6 @@ public sealed class PolicySnapshot
     public SpendLimitRecord? Organization { get; }
 
     public bool IsEmpty => _byId.Count == 0 && _userLimits.Count == 0 && Organization is null;
-
-    public GroupPolicy? Group(string groupId) => _byId.GetValueOrDefault(groupId);
-
-    public IEnumerable<GroupPolicy> AllGroups => _byId.Values;
 
     /// <summary>A person's spend limit, if any.</summary>
     public SpendLimitRecord? UserLimit(string userId) => _userLimits.GetValueOrDefault(userId);
@@ -101,7 +96,6 @@ public sealed class PolicySnapshot
             Models = g.Models is { } models ? new ModelAllowlist(models) : null,
             RateLimit = g.RateLimit,
             TokenLimit = g.TokenLimit,
-            Period = SpendPeriods.Parse(g.SpendPeriod),
             Zone = SpendPeriods.Zone(g.TimeZone) ?? TimeZoneInfo.Utc,
             MemberLimit = groupLimits[g.GroupId].FirstOrDefault(l => !l.PooledBudget),
             PoolLimit = groupLimits[g.GroupId].FirstOrDefault(l => l.PooledBudget),
