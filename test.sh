@@ -36,6 +36,25 @@ for trx in "$results"/*.trx; do
   x=$(sed -n 's/.* executed="\([0-9]*\)".*/\1/p' <<<"$counters")
   skipped=$((skipped + ${t:-0} - ${x:-0}))
 done
+if [ "$failed" -gt 0 ]; then
+  # The failures again at the end, where a truncated log still shows them: each test's name and the first lines of why.
+  echo "==> failed"
+  for trx in "$results"/*.trx; do
+    [ -f "$trx" ] || continue
+    python3 - "$trx" <<'PY' || grep -o 'testName="[^"]*"[^>]*outcome="Failed"' "$trx" | sed 's/testName="\([^"]*\)".*/  \1/'
+import re, sys, html
+text = open(sys.argv[1], encoding="utf-8").read()
+for m in re.finditer(r'<UnitTestResult [^>]*?testName="([^"]*)"[^>]*?outcome="Failed".*?</UnitTestResult>', text, re.S):
+    print("  " + html.unescape(m.group(1)))
+    why = re.search(r"<Message>(.*?)</Message>", m.group(0), re.S)
+    stack = re.search(r"<StackTrace>(.*?)</StackTrace>", m.group(0), re.S)
+    for part in (why, stack):
+        if part:
+            for line in html.unescape(part.group(1)).strip().splitlines()[:6]:
+                print("      " + line[:300])
+PY
+  done
+fi
 if [ "$found" -eq 0 ] || { [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; }; then
   # The run itself broke (crash, hang, no results): that is a failure, never a pass.
   failed=$((failed + 1))

@@ -147,16 +147,50 @@ public sealed class ClaudeTmuxSession : IAsyncDisposable
         return await stdout;
     }
 
-    /// <summary>Ends the tmux server, and with it the CLI.</summary>
+    /// <summary>
+    /// Ends the CLI and then the tmux server. The CLI is killed outright and awaited, so it writes nothing more into the
+    /// person's home once this returns (a hang-up from tmux alone lets it save its state while the home is removed).
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         try
         {
+            var panes = await TmuxAsync(["list-panes", "-s", "-t", Session, "-F", "#{pane_pid}"]);
+            foreach (var line in panes.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                await KillAsync(int.Parse(line, System.Globalization.CultureInfo.InvariantCulture));
+            }
             await TmuxAsync(["kill-server"]);
         }
         catch (InvalidOperationException)
         {
             // The server had already gone (the CLI ended, and with it the only session).
+        }
+    }
+
+    private static async Task KillAsync(int pid)
+    {
+        Process process;
+        try
+        {
+            process = Process.GetProcessById(pid);
+        }
+        catch (ArgumentException)
+        {
+            return; // already ended
+        }
+        using (process)
+        {
+            try
+            {
+                process.Kill(entireProcessTree: true);
+            }
+            catch (InvalidOperationException)
+            {
+                return; // ended in between
+            }
+            using var timeout = new CancellationTokenSource(TmuxCommand);
+            await process.WaitForExitAsync(timeout.Token);
         }
     }
 }
