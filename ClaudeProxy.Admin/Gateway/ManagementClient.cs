@@ -26,7 +26,7 @@ public sealed class ManagementException(string message) : Exception(message);
 /// The gateway's management API, as the admin app uses it. Every call carries the operator key, and a call made from
 /// a page carries the signed-in operator's name for the audit trail.
 /// </summary>
-public sealed class ManagementClient(HttpClient http, AuthenticationStateProvider signedIn)
+public sealed partial class ManagementClient(HttpClient http, AuthenticationStateProvider signedIn)
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
