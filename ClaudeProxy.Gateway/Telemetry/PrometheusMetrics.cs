@@ -15,7 +15,9 @@ public static class PrometheusMetrics
 
     public static IHostApplicationBuilder AddPrometheusMetrics(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddPrometheusExporter());
+        // No cached scrape: every scrape reads the counters as they are (a scraper asks every 15 s or so; the exporter's
+        // default would answer a second scraper within 300 ms with the first one's numbers).
+        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
         return builder;
     }
 

@@ -35,6 +35,36 @@ public sealed class MetricCapture : IDisposable
             dict[tag.Key] = tag.Value;
         }
         _measurements.Enqueue((instrument.Name, value, dict));
+        lock (_waiters)
+        {
+            foreach (var waiter in _waiters.Where(w => w.Name == instrument.Name && w.Matches(dict)).ToList())
+            {
+                _waiters.Remove(waiter);
+                waiter.Done.TrySetResult();
+            }
+        }
+    }
+
+    private readonly List<(string Name, Func<Dictionary<string, object?>, bool> Matches, TaskCompletionSource Done)> _waiters = [];
+
+    /// <summary>Completes once a measurement of <paramref name="name"/> whose tags satisfy <paramref name="tags"/> has been recorded.</summary>
+    public Task RecordedAsync(string name, Func<Dictionary<string, object?>, bool> tags)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_waiters)
+        {
+            _waiters.Add((name, tags, done));
+        }
+        // A measurement recorded before the waiter was added.
+        if (_measurements.Any(m => m.Name == name && tags(m.Tags)))
+        {
+            lock (_waiters)
+            {
+                _waiters.RemoveAll(w => w.Done == done);
+            }
+            done.TrySetResult();
+        }
+        return done.Task;
     }
 
     public double Sum(string name, string? tag = null, object? value = null) =>

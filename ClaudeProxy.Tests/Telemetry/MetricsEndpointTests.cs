@@ -68,6 +68,35 @@ public sealed class MetricsEndpointTests(MetricsFixture fx) : IClassFixture<Metr
     }
 
     [Fact]
+    public async Task The_tokens_and_the_cost_of_a_request_are_exported_for_a_scraper()
+    {
+        // A model id of this test alone (Sonnet's prices: 3 and 15 dollars a million), so no other request adds to its series.
+        var model = "claude-sonnet-4-metrics-" + Guid.NewGuid().ToString("N")[..8];
+        using var capture = new MetricCapture(fx.Gateway.Services);
+        var costed = capture.RecordedAsync("claudeproxy.usage.cost", tags => Equals(tags.GetValueOrDefault("gen_ai.request.model"), model));
+        var token = TokenForge.Make(fx.JwtSecret, deviceId: TestSecrets.DeviceId("metrics"));
+        var body = $$"""{"model":"{{model}}","max_tokens":64,"messages":[{"role":"user","content":"Hi"}]}""";
+        using (var answer = await fx.Gateway.Client.SendAsync(Http.Post("/v1/messages", body, bearer: token,
+            headers: [("x-sim-input-tokens", "1000"), ("x-sim-output-tokens", "7")])))
+        {
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+        }
+        await costed.WaitAsync(TimeSpan.FromSeconds(30));
+
+        var text = await ScrapeAsync();
+        var ofModel = text.Split('\n').Where(l => l.Contains($"gen_ai_request_model=\"{model}\"", StringComparison.Ordinal)).ToList();
+        double Sample(string prefix, string? with = null) => ofModel
+            .Where(l => l.StartsWith(prefix, StringComparison.Ordinal) && (with is null || l.Contains(with, StringComparison.Ordinal)))
+            .Select(l => double.Parse(l[(l.LastIndexOf('}') + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture))
+            .Single();
+        // 1,000 input tokens at 3 dollars a million and 7 output tokens at 15: 0.003105 dollars.
+        Assert.Equal(0.003105, Sample("claudeproxy_usage_cost"), 9);
+        Assert.Equal(1000, Sample("gen_ai_client_token_usage_sum", "gen_ai_token_type=\"input\""));
+        Assert.Equal(7, Sample("gen_ai_client_token_usage_sum", "gen_ai_token_type=\"output\""));
+        Assert.Equal(1, Sample("gen_ai_client_token_usage_count", "gen_ai_token_type=\"input\""));
+    }
+
+    [Fact]
     public async Task The_proxy_port_does_not_serve_metrics()
     {
         using var response = await fx.Gateway.Client.GetAsync("/metrics");
