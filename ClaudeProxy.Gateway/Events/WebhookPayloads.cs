@@ -9,6 +9,9 @@ namespace ClaudeProxy.Gateway.Events;
 /// <summary>The bodies a delivery sends: the event as JSON, or a Slack incoming-webhook message with one readable line.</summary>
 public static class WebhookPayloads
 {
+    // Readable text: apostrophes and the like stay themselves (the bodies are never embedded in HTML).
+    private static readonly JsonWriterOptions Relaxed = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     public static string Body(string format, string id, string type, DateTimeOffset time, string data) =>
         format == Data.WebhookEndpoint.Slack ? Slack(type, data) : Json(id, type, time, data);
 
@@ -16,7 +19,7 @@ public static class WebhookPayloads
     public static string Json(string id, string type, DateTimeOffset time, string data)
     {
         using var stream = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(stream))
+        using (var writer = new Utf8JsonWriter(stream, Relaxed))
         {
             writer.WriteStartObject();
             writer.WriteString("id", id);
@@ -35,7 +38,7 @@ public static class WebhookPayloads
         using var document = JsonDocument.Parse(data);
         var text = Line(type, document.RootElement);
         using var stream = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(stream))
+        using (var writer = new Utf8JsonWriter(stream, Relaxed))
         {
             writer.WriteStartObject();
             writer.WriteString("text", text);
