@@ -181,11 +181,14 @@ public sealed class WebhookTests(StackFixture fx) : IClassFixture<StackFixture>
 
         var deliveryId = sent.GetProperty("delivery_id").GetInt64();
         await WaitForStatusAsync(gateway, webhookId, deliveryId, "delivered");
-        // Two resends at once: one sends again, the other finds it waiting already.
+        // Two resends at once: one sends again, the other finds it waiting already. The endpoint is disabled meanwhile,
+        // so the first cannot be sent (and done) before the second arrives.
+        (await manage.PutAsync($"/manage/v1/webhooks/{webhookId}", Json(new { enabled = false }))).EnsureSuccessStatusCode();
         var resends = await Task.WhenAll(
             manage.PostAsync($"/manage/v1/webhooks/deliveries/{deliveryId}/resend", null),
             manage.PostAsync($"/manage/v1/webhooks/deliveries/{deliveryId}/resend", null));
         Assert.Equal([HttpStatusCode.Accepted, HttpStatusCode.Conflict], resends.Select(r => r.StatusCode).Order());
+        (await manage.PutAsync($"/manage/v1/webhooks/{webhookId}", Json(new { enabled = true }))).EnsureSuccessStatusCode();
         var again = await receiver.NextOfAsync(EventTypes.WebhookTest);
         Assert.Equal(first.Id, again.Id);
         Assert.Equal(first.Json.GetProperty("data").ToString(), again.Json.GetProperty("data").ToString());
