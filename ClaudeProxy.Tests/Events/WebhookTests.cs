@@ -164,6 +164,32 @@ public sealed class WebhookTests(StackFixture fx) : IClassFixture<StackFixture>
     }
 
     [Fact]
+    public async Task The_circuit_breaker_opening_and_closing_is_delivered()
+    {
+        var gateway = await fx.GatewayAsync(await fx.Postgres.CreateDatabaseAsync(), s =>
+        {
+            s["ADMIN_API_KEY"] = TestSecrets.OperatorKey;
+            (s["WEBHOOK_POLL_MS"], s["BREAKER_MINIMUM_THROUGHPUT"], s["BREAKER_FAILURE_RATIO"], s["BREAKER_BREAK_SECONDS"]) = ("200", "4", "0.5", "30");
+        });
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var (_, secret) = await CreateAsync(gateway, receiver, [EventTypes.CircuitBreakerOpened, EventTypes.CircuitBreakerClosed]);
+        var token = TokenForge.Make(fx.JwtSecret, deviceId: TestSecrets.DeviceId());
+        foreach (var status in new[] { "529", "503", "529", "503" })
+        {
+            using var failed = await gateway.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token, headers: ("x-sim-status", status)));
+            Assert.Equal(int.Parse(status), (int)failed.StatusCode);
+        }
+        var opened = await receiver.NextAsync();
+        Assert.Equal(EventTypes.CircuitBreakerOpened, opened.Type);
+        Assert.True(opened.SignedWith(secret));
+        using var manage = Manage(gateway);
+        (await manage.PostAsync("/manage/v1/gateways/circuit-breaker/reset", null)).EnsureSuccessStatusCode();
+        var closed = await receiver.NextAsync();
+        Assert.Equal(EventTypes.CircuitBreakerClosed, closed.Type);
+        Assert.Equal(opened.Json.GetProperty("data").GetProperty("instance").GetString(), closed.Json.GetProperty("data").GetProperty("instance").GetString());
+    }
+
+    [Fact]
     public async Task A_test_event_is_delivered_signed_and_resent_with_the_same_event_id()
     {
         var gateway = await GatewayAsync(await fx.Postgres.CreateDatabaseAsync());
