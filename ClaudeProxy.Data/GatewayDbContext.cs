@@ -179,6 +179,45 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
             e.HasIndex(a => new { a.Target, a.Time });
         });
 
+        modelBuilder.Entity<GatewayEventRecord>(e =>
+        {
+            e.ToTable("gateway_events");
+            e.HasKey(x => x.Id);
+            e.Property(x => x.Id).HasMaxLength(32);
+            e.Property(x => x.Seq).UseIdentityAlwaysColumn();
+            e.Property(x => x.Type).HasMaxLength(64);
+            e.Property(x => x.Instance).HasMaxLength(128);
+            e.Property(x => x.DedupKey).HasMaxLength(512);
+            e.Property(x => x.Data).HasColumnType("jsonb");
+            e.HasIndex(x => x.DedupKey).IsUnique();
+            e.HasIndex(x => x.Seq);
+            e.HasIndex(x => new { x.Type, x.Seq });
+        });
+        modelBuilder.Entity<WebhookEndpoint>(e =>
+        {
+            e.ToTable("webhook_endpoints");
+            e.HasKey(x => x.WebhookId);
+            e.Property(x => x.WebhookId).HasMaxLength(32);
+            e.Property(x => x.Url).HasMaxLength(2048);
+            e.Property(x => x.Secret).HasMaxLength(128);
+            e.Property(x => x.Format).HasMaxLength(16);
+            e.Property(x => x.Description).HasMaxLength(512);
+        });
+        modelBuilder.Entity<WebhookDelivery>(e =>
+        {
+            e.ToTable("webhook_deliveries");
+            e.HasKey(x => x.Id);
+            e.Property(x => x.Id).UseIdentityAlwaysColumn();
+            e.Property(x => x.WebhookId).HasMaxLength(32);
+            e.Property(x => x.EventId).HasMaxLength(32);
+            e.Property(x => x.Status).HasMaxLength(16);
+            e.Property(x => x.LastError).HasMaxLength(512);
+            e.HasIndex(x => new { x.WebhookId, x.EventId }).IsUnique();
+            e.HasIndex(x => new { x.Status, x.NextAttemptAt });
+            e.HasOne<WebhookEndpoint>().WithMany().HasForeignKey(x => x.WebhookId).OnDelete(DeleteBehavior.Cascade);
+            e.HasOne<GatewayEventRecord>().WithMany().HasForeignKey(x => x.EventId).OnDelete(DeleteBehavior.Cascade);
+        });
+
         // The schema predates snake_case naming: keys and indexes keep EF's default names (PK_devices, IX_devices_status).
         foreach (var entity in modelBuilder.Model.GetEntityTypes())
         {

@@ -1,6 +1,7 @@
 using ClaudeProxy.Gateway.Configuration;
 using ClaudeProxy.Gateway.Data;
 using ClaudeProxy.Gateway.Errors;
+using ClaudeProxy.Gateway.Events;
 using ClaudeProxy.Gateway.Forwarding;
 using ClaudeProxy.Gateway.Limits;
 using ClaudeProxy.Gateway.Management;
@@ -28,6 +29,7 @@ public static class GatewayApplication
         builder.AddUsage();
         builder.AddForwarding();
         builder.AddManagement();
+        builder.AddEvents();
         builder.AddSignIn(options);
 
         var app = builder.Build();

@@ -12,7 +12,7 @@ namespace ClaudeProxy.Gateway.Data;
 /// </summary>
 public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> contexts, ConfiguredDeviceDirectory defaults,
     BootstrapOptions bootstrap, TimeProvider time, ILogger<PostgresDeviceDirectory> logger,
-    Limits.RedisAdmissionStore? standing = null) : IDeviceDirectory
+    Limits.RedisAdmissionStore? standing = null, Events.GatewayEvents? events = null) : IDeviceDirectory
 {
     private readonly BootstrapMode mode = bootstrap.Mode;
 
@@ -45,6 +45,9 @@ public sealed class PostgresDeviceDirectory(IDbContextFactory<GatewayDbContext> 
             try
             {
                 await db.SaveChangesAsync(cancellationToken);
+                events?.Raise(device.Status == DeviceStatus.Pending ? EventTypes.DevicePendingApproval : EventTypes.DeviceEnrolled,
+                    new System.Text.Json.Nodes.JsonObject { ["device_id"] = device.DeviceId, ["user_id"] = device.UserId, ["app_version"] = device.AppVersion,
+                        ["via"] = "bootstrap" });
                 await SeedStandingAsync(device);
                 return Admit(device);
             }

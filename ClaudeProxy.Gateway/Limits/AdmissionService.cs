@@ -20,7 +20,8 @@ public sealed partial class AdmissionService(
     RedisAdmissionStore? redis = null,
     SettlementRetries? retries = null,
     IDeviceStandingSource? standing = null,
-    ILiveInstances? instances = null)
+    ILiveInstances? instances = null,
+    Events.SpendThresholds? thresholds = null)
 {
     private int _degraded;
     private int _standingWarned;
@@ -43,6 +44,13 @@ public sealed partial class AdmissionService(
     public int FailOpenShare => Math.Max(1, options.FailOpenInstances ?? instances?.LiveCount ?? LimitOptions.DefaultFailOpenInstances);
 
     public async ValueTask<Admission> AdmitAsync(AdmissionRequest request, CancellationToken cancellationToken)
+    {
+        var admission = await AdmitInStoreAsync(request, cancellationToken);
+        thresholds?.Observe(request, admission);
+        return admission;
+    }
+
+    private async ValueTask<Admission> AdmitInStoreAsync(AdmissionRequest request, CancellationToken cancellationToken)
     {
         if (redis is not null)
         {

@@ -52,7 +52,8 @@ public static class LimitsExtensions
             backing.Redis ? sp.GetRequiredService<RedisAdmissionStore>() : null,
             backing.Redis ? sp.GetRequiredService<SettlementRetries>() : null,
             backing.Postgres ? sp.GetRequiredService<IDeviceStandingSource>() : null,
-            sp.GetService<ILiveInstances>()));
+            sp.GetService<ILiveInstances>(),
+            sp.GetService<Events.SpendThresholds>()));
         return builder;
     }
 }

@@ -372,11 +372,26 @@ public sealed class ManagementContext(IDbContextFactory<GatewayDbContext> contex
     public void Audit(GatewayDbContext db, HttpContext context, string action, string target, object? before, object? after)
     {
         var actor = context.Request.Headers["x-operator"].ToString() is { Length: > 0 and <= 128 } name ? name : "api";
-        db.Audit.Add(new AuditEntry
+        var entry = new AuditEntry
         {
             Time = time.GetUtcNow(), Actor = actor, Action = action, Target = target,
             Before = before is null ? null : JsonSerializer.Serialize(before is DeviceRecord b ? DevicesApi.Snapshot(b) : before),
             After = after is null ? null : JsonSerializer.Serialize(after is DeviceRecord a ? DevicesApi.Snapshot(a) : after),
-        });
+        };
+        db.Audit.Add(entry);
+        if (context.RequestServices.GetService<Events.GatewayEvents>() is { } events)
+        {
+            // The write's event goes out once the entry is stored with it; an entry cleared for a retry is not.
+            EventHandler<Microsoft.EntityFrameworkCore.SavedChangesEventArgs>? saved = null;
+            saved = (_, _) =>
+            {
+                if (db.Entry(entry).State == EntityState.Unchanged)
+                {
+                    db.SavedChanges -= saved;
+                    events.RaiseForAudit(action, target, actor);
+                }
+            };
+            db.SavedChanges += saved;
+        }
     }
 }

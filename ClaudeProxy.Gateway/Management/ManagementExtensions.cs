@@ -51,6 +51,7 @@ public static class ManagementExtensions
             api.MapPolicyApi();
             api.MapManagedSettingsApi();
             api.MapUsageManagementApi();
+            Events.WebhooksApi.MapWebhooksApi(api);
             // Anthropic's Admin API paths, so scripts written for it work against the gateway.
             var organizations = app.MapGroup("/v1/organizations").AddEndpointFilter(OperatorOnlyAsync);
             organizations.MapSpendLimitsApi();

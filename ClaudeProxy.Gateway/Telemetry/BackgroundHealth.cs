@@ -48,6 +48,9 @@ public sealed class BackgroundHealth(GatewayMetrics metrics, TimeProvider time)
         return first;
     }
 
+    /// <summary>Raised when a service starts failing, or works (again): the service's name and whether it fails now.</summary>
+    public event Action<string, bool>? Changed;
+
     public IReadOnlyList<BackgroundState> Snapshot() => [.. _states.Values.OrderBy(s => s.Service, StringComparer.Ordinal)];
 
     /// <summary>Completes when <paramref name="service"/> is (or next becomes) failing or working, as asked.</summary>
@@ -67,6 +70,7 @@ public sealed class BackgroundHealth(GatewayMetrics metrics, TimeProvider time)
 
     private void Notify(string service, bool failing)
     {
+        Changed?.Invoke(service, failing);
         lock (_waiters)
         {
             foreach (var w in _waiters.Where(w => w.Service == service && w.Failing == failing))

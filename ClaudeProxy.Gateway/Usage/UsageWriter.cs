@@ -42,6 +42,7 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
     private readonly GatewayMetrics _metrics;
     private readonly BackgroundHealth _health;
     private readonly TimeProvider _time;
+    private readonly Events.GatewayEvents? _events;
     private readonly ILogger<UsageWriter> _logger;
     private readonly TimeSpan _flushInterval;
     // Cancelled when shutdown runs out of time: Postgres calls stop, and what is left goes to the spool.
@@ -63,8 +64,9 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
     private DateTimeOffset _holdUntil;
 
     public UsageWriter(NpgsqlDataSource dataSource, UsageSpool spool, GatewayMetrics metrics, BackgroundHealth health, TimeProvider time,
-        ILogger<UsageWriter> logger, IConfiguration configuration)
+        ILogger<UsageWriter> logger, IConfiguration configuration, Events.GatewayEvents? events = null)
     {
+        _events = events;
         _dataSource = dataSource;
         _spool = spool;
         _metrics = metrics;
@@ -427,6 +429,11 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
         }
         _deadLetters.Add(1);
         _metrics.DeadLettered(letter.Source);
+        _events?.Raise(Contracts.EventTypes.UsageDeadLettered, new System.Text.Json.Nodes.JsonObject
+        {
+            ["usage_event_id"] = letter.EventId?.ToString(), ["source"] = letter.Source, ["reason"] = letter.Reason.Length <= 500 ? letter.Reason : letter.Reason[..500],
+            ["instance"] = _events.Instance,
+        }, time: letter.Time);
     }
 
     /// <summary>Probes Postgres when it was down, then replays every spool file this writer may take; marks Postgres up when that works.</summary>
@@ -450,6 +457,7 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
                 _databaseDown = false;
                 _backoff.Reset();
                 LogDatabaseBack(_logger, replayed);
+                _events?.Outage("postgres", lost: false);
                 _health.Succeeded(WriterService);
             }
             if (_health.Succeeded(ReplayService))
@@ -492,6 +500,7 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
             _databaseDown = true;
             _downSince = _time.GetUtcNow();
             LogDatabaseDown(_logger, _downReason);
+            _events?.Outage("postgres", lost: true, _downReason);
         }
     }
 

@@ -72,6 +72,13 @@ public static class SettingsCatalogue
     };
     public static readonly Setting UsageFlushMs = new("USAGE_FLUSH_MS", Gateway, SettingKind.Number, "Longest time an event waits before its batch is written, in milliseconds.") { Default = "250", Min = 10, Max = 1000 };
 
+    // Gateway: events and webhooks.
+    public static readonly Setting WebhookPollMs = new("WEBHOOK_POLL_MS", Gateway, SettingKind.Number, "How often each instance looks for webhook deliveries that are due, in milliseconds (it also wakes at once when an event is stored).") { Default = "5000", Min = 10, Max = 600_000 };
+    public static readonly Setting WebhookRetryInitialMs = new("WEBHOOK_RETRY_INITIAL_MS", Gateway, SettingKind.Number, "Wait before the first retry of a failed webhook delivery, in milliseconds; it doubles with each attempt.") { Default = "30000", Min = 10, Max = 86_400_000 };
+    public static readonly Setting WebhookRetryMaxMs = new("WEBHOOK_RETRY_MAX_MS", Gateway, SettingKind.Number, "Longest wait between two attempts of a webhook delivery, in milliseconds.") { Default = "3600000", Min = 10, Max = 86_400_000 };
+    public static readonly Setting WebhookRetryHours = new("WEBHOOK_RETRY_HOURS", Gateway, SettingKind.Number, "How long a webhook delivery is retried before it is marked failed, in hours.") { Default = "24", Min = 0.0001, Max = 720 };
+    public static readonly Setting WebhookTimeoutSeconds = new("WEBHOOK_TIMEOUT_SECONDS", Gateway, SettingKind.Number, "How long one webhook attempt may take, connecting and answering, in seconds.") { Default = "10", Min = 1, Max = 120 };
+
     // Both: sign-in with the company's identity provider.
     public static readonly Setting OidcAuthority = new("OIDC_AUTHORITY", Both, SettingKind.Text, "The OpenID Connect provider people sign in with (its issuer URL; discovery is read from it).") { WhenUnset = "unset (no sign-in; under the AppHost, the development provider)" };
     public static readonly Setting OidcClientId = new("OIDC_CLIENT_ID", Both, SettingKind.Text, "The client id registered at the provider.") { WhenUnset = "required with OIDC_AUTHORITY" };
@@ -119,6 +126,7 @@ public static class SettingsCatalogue
         MaxConcurrentRequestsPerDevice, DefaultModels, DefaultSpendCap, OrgId, RedisFailureMode, RedisFailOpenInstances, TokenLimitPerMinute,
         BootstrapRateLimit, SpendCapPeriod, BreakerFailureRatio, BreakerMinimumThroughput, BreakerSamplingSeconds, BreakerBreakSeconds,
         RedisUrl, RedisConnectionString, DatabaseUrl, DatabaseConnectionString, MigrateOnStart, PricingFile, UsageSpoolDir, UsageFlushMs,
+        WebhookPollMs, WebhookRetryInitialMs, WebhookRetryMaxMs, WebhookRetryHours, WebhookTimeoutSeconds,
         OtelExporterOtlpEndpoint, OtelServiceName, AdminAppApiKey, AdminPasswordHash, AdminPassword, AdminUsername, GatewayManagementUrl,
         DataProtectionKeysDir, AdminSecureCookies, OidcAuthority, OidcClientId, OidcClientSecret, OidcGroupsClaim, OidcScopes,
         UserTokenLifetimeSeconds, RefreshTokenLifetimeDays, DeviceCodeLifetimeSeconds, SignInRateLimit, OidcAdminGroup, AdminPasswordLogin, AdminPort, AspNetCoreUrls, Urls, XdgStateHome, Home, TmpDir,
