@@ -4,9 +4,10 @@ namespace ClaudeProxy.Gateway.Data;
 // rows new to usage_events only, so a replayed batch never counts twice; refusal_rollups is kept by RefusalRollupWriter.
 // Counters are the sums of the usage_events columns of the same names; errors are the requests with status 400 and above.
 
-/// <summary>Usage per UTC day, user (<c>usage_events.user_id</c>) and model.</summary>
+/// <summary>Usage per UTC day ('d'), week from Monday ('w') or month ('m'), user (<c>usage_events.user_id</c>) and model.</summary>
 public sealed class UserRollup
 {
+    public required string Granularity { get; init; }
     public DateTimeOffset BucketStart { get; init; }
     public required string UserId { get; init; }
     public required string Model { get; init; }

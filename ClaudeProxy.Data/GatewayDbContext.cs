@@ -179,9 +179,10 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
         modelBuilder.Entity<UserRollup>(e =>
         {
             e.ToTable("user_rollups");
-            e.HasKey(r => new { r.BucketStart, r.UserId, r.Model });
+            e.HasKey(r => new { r.Granularity, r.BucketStart, r.UserId, r.Model });
+            e.Property(r => r.Granularity).HasMaxLength(1);
             Counters(e);
-            e.HasIndex(r => r.BucketStart).IncludeProperties([nameof(UserRollup.UserId), nameof(UserRollup.Model), .. counters]);
+            e.HasIndex(r => new { r.Granularity, r.BucketStart }).IncludeProperties([nameof(UserRollup.UserId), nameof(UserRollup.Model), .. counters]);
         });
         modelBuilder.Entity<GroupRollup>(e =>
         {

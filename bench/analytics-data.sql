@@ -45,18 +45,22 @@ SELECT day + make_interval(hours => 8 + h * 2 + (hashtext(device_id) & 1)) AS ho
        cost / 4 AS cost
 FROM daily CROSS JOIN generate_series(0, 3) AS h;
 
--- Interleaved by day, as the writer leaves them.
+-- Hours, days, weeks (from Monday) and months, interleaved by time as the writer leaves them.
 INSERT INTO usage_rollups (granularity, bucket_start, device_id, model, requests, errors, input_tokens, output_tokens, cache_write_5m_tokens,
   cache_write_1h_tokens, cache_read_tokens, cost_usd, unpriced_requests)
 SELECT * FROM (
   SELECT 'h', hour, device_id, model, requests, requests / 50, input, output, w5, w1, rd, cost, 0 FROM hourly
-  UNION ALL SELECT 'd', day, device_id, model, requests, requests / 50, input, output, w5, w1, rd, cost, 0 FROM daily) AS x
+  UNION ALL SELECT 'd', day, device_id, model, requests, requests / 50, input, output, w5, w1, rd, cost, 0 FROM daily
+  UNION ALL SELECT g, date_trunc(unit, day AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', device_id, model, sum(requests), sum(requests / 50), sum(input),
+    sum(output), sum(w5), sum(w1), sum(rd), sum(cost), 0
+  FROM daily CROSS JOIN (VALUES ('w', 'week'), ('m', 'month')) AS u(g, unit) GROUP BY 1, 2, 3, 4) AS x
 ORDER BY 2, 3, 1;
 
-INSERT INTO user_rollups (bucket_start, user_id, model, requests, errors, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+INSERT INTO user_rollups (granularity, bucket_start, user_id, model, requests, errors, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
   cache_read_tokens, cost_usd)
-SELECT day, user_id, model, sum(requests), sum(requests / 50), sum(input), sum(output), sum(w5), sum(w1), sum(rd), sum(cost)
-FROM daily GROUP BY day, user_id, model ORDER BY 1, 2, 3;
+SELECT g, date_trunc(unit, day AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', user_id, model, sum(requests), sum(requests / 50), sum(input), sum(output), sum(w5),
+  sum(w1), sum(rd), sum(cost)
+FROM daily CROSS JOIN (VALUES ('d', 'day'), ('w', 'week'), ('m', 'month')) AS u(g, unit) GROUP BY 1, 2, 3, 4 ORDER BY 2, 1, 3, 4;
 
 INSERT INTO group_rollups (bucket_start, group_id, model, requests, errors, input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
   cache_read_tokens, cost_usd)

@@ -19,9 +19,10 @@ public static class AnalyticsApi
     /// <summary>As long as the session and agent ids the gateway records (longer headers are not recorded).</summary>
     public const int MaxIdLength = 256;
     public const int MaxLimit = 1000;
-    /// <summary>The longest range of the session pages (cache by session or agent across sessions, top sessions), and the default of the former.</summary>
-    public const int MaxSessionRangeDays = 31;
-    public const int DefaultSessionRangeDays = 7;
+    /// <summary>The range of the cache page by session or by agent across sessions: a week, by default and at most.</summary>
+    public const int SessionRangeDays = 7;
+    /// <summary>The most days the top sessions look back.</summary>
+    public const int MaxTopSessionDays = 31;
 
     private static readonly string[] CacheDimensions = ["model", "user", "group", "device", "session", "agent"];
     private static readonly string[] SpendDimensions = ["model", "user", "group", "device"];
@@ -50,10 +51,10 @@ public static class AnalyticsApi
         var q = new QueryReader(context.Request.Query);
         var by = q.OneOf("by", CacheDimensions, "model");
         var session = q.Id("session");
-        // Sessions are many: across sessions a page covers weeks, not a year. One session's agents can be read over any range.
+        // Sessions are many (some 10,000 a week for 500 devices): across sessions a page covers a week. One session's agents can be read over any range.
         var acrossSessions = by is "session" or "agent" && session is null;
-        var (from, to) = q.Range(queries.Time, TimeSpan.FromDays(1), acrossSessions ? DefaultSessionRangeDays : DefaultRangeDays,
-            acrossSessions ? MaxSessionRangeDays : MaxRangeDays);
+        var (from, to) = q.Range(queries.Time, TimeSpan.FromDays(1), acrossSessions ? SessionRangeDays : DefaultRangeDays,
+            acrossSessions ? SessionRangeDays : MaxRangeDays);
         var limit = q.Int("limit", 1, MaxLimit, 100);
         if (q.Error is null && session is not null && by is not ("session" or "agent"))
         {
@@ -85,7 +86,7 @@ public static class AnalyticsApi
     private static async Task TopSessionsAsync(HttpContext context, AnalyticsQueries queries)
     {
         var q = new QueryReader(context.Request.Query);
-        var days = q.Int("days", 1, MaxSessionRangeDays, DefaultSessionRangeDays);
+        var days = q.Int("days", 1, MaxTopSessionDays, 7);
         var limit = q.Int("limit", 1, MaxLimit, 10);
         if (await q.RefuseAsync(context))
         {
@@ -220,7 +221,8 @@ public static class AnalyticsApi
         /// <summary>
         /// The range asked for, rounded out to whole units of <paramref name="unit"/> (an hour or a UTC day): <c>from</c>
         /// rounded down, <c>to</c> (exclusive) rounded up. Without <c>to</c>, it ends now; without <c>from</c>, it starts
-        /// <paramref name="defaultDays"/> days before its end. It covers at most <paramref name="maxDays"/> days.
+        /// <paramref name="defaultDays"/> days before its end. It may ask for at most <paramref name="maxDays"/> days (so read one more
+        /// at most, once rounded out).
         /// </summary>
         public (DateTimeOffset From, DateTimeOffset To) Range(TimeProvider time, TimeSpan unit, int defaultDays, int maxDays)
         {
@@ -240,7 +242,7 @@ public static class AnalyticsApi
             {
                 Fail("from must be before to");
             }
-            else if (end - start > TimeSpan.FromDays(maxDays))
+            else if (to - from > TimeSpan.FromDays(maxDays))
             {
                 Fail($"this range covers at most {maxDays} days");
             }

@@ -45,8 +45,8 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
         var source = by switch
         {
             "model" => $"SELECT model AS key, NULL::text AS grp, NULL::text AS label, model, {Counters} FROM model_rollups WHERE {days} GROUP BY model",
-            "device" => $"SELECT device_id AS key, NULL::text AS grp, NULL::text AS label, model, {Counters} FROM usage_rollups WHERE granularity = 'd' AND {days} GROUP BY device_id, model",
-            "user" => $"SELECT user_id AS key, NULL::text AS grp, NULL::text AS label, model, {Counters} FROM user_rollups WHERE {days} GROUP BY user_id, model",
+            "device" => $"SELECT device_id AS key, NULL::text AS grp, NULL::text AS label, model, {Counters} FROM {Ranged("usage_rollups", "device_id")} GROUP BY device_id, model",
+            "user" => $"SELECT user_id AS key, NULL::text AS grp, NULL::text AS label, model, {Counters} FROM {Ranged("user_rollups", "user_id")} GROUP BY user_id, model",
             "group" => $"SELECT group_id AS key, NULL::text AS grp, NULL::text AS label, model, {Counters} FROM group_rollups WHERE {days} GROUP BY group_id, model",
             // Sessions' rows are summed once, in k (grouping them by model first would hardly shrink them).
             "session" => $"SELECT session_id AS key, NULL::text AS grp, coalesce(user_email, device_id) AS label, model, {RowCounters} FROM session_rollups WHERE {sessionRange}",
@@ -63,6 +63,7 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
         AddPrices(command);
         command.Parameters.AddWithValue("from", from);
         command.Parameters.AddWithValue("to", to);
+        AddCoarse(command, from, to, "month");
         command.Parameters.AddWithValue("limit", limit);
         if (session is not null)
         {
@@ -100,16 +101,16 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
 
     public async Task<SpendAnalytics> SpendAsync(string by, string period, DateTimeOffset from, DateTimeOffset to, int limit, CancellationToken ct)
     {
-        var (table, key, filter) = by switch
+        var (rows, key) = by switch
         {
-            "model" => ("model_rollups", "model", ""),
-            "device" => ("usage_rollups", "device_id", "granularity = 'd' AND "),
-            "user" => ("user_rollups", "user_id", ""),
-            _ => ("group_rollups", "group_id", ""),
+            "model" => ("model_rollups WHERE bucket_start >= @from AND bucket_start < @to", "model"),
+            "device" => (Ranged("usage_rollups", "device_id"), "device_id"),
+            "user" => (Ranged("user_rollups", "user_id"), "user_id"),
+            _ => ("group_rollups WHERE bucket_start >= @from AND bucket_start < @to", "group_id"),
         };
         // Weeks start on Monday (ISO); a bucket at either end of the range holds only the days inside it.
         var sql = $"WITH src AS (SELECT date_trunc('{period}', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket, {key} AS key, " +
-            $"sum(requests) AS requests, sum(cost_usd) AS cost FROM {table} WHERE {filter}bucket_start >= @from AND bucket_start < @to GROUP BY 1, 2), " +
+            $"sum(requests) AS requests, sum(cost_usd) AS cost FROM {rows} GROUP BY 1, 2), " +
             "totals AS (SELECT key, sum(requests) AS requests, sum(cost) AS cost FROM src GROUP BY key), " +
             "top AS (SELECT key FROM totals ORDER BY cost DESC, key LIMIT @limit) " +
             "SELECT NULL::timestamptz AS bucket, key, requests, cost FROM totals " +
@@ -121,6 +122,7 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
             var command = read.Command;
             command.Parameters.AddWithValue("from", from);
             command.Parameters.AddWithValue("to", to);
+            AddCoarse(command, from, to, period);
             command.Parameters.AddWithValue("limit", limit);
             await using var reader = await command.ExecuteReaderAsync(ct);
             while (await reader.ReadAsync(ct))
@@ -143,6 +145,46 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
         totals.Sort((a, b) => b.CostUsd != a.CostUsd ? b.CostUsd.CompareTo(a.CostUsd) : string.CompareOrdinal(a.Key, b.Key));
         points.Sort((a, b) => a.Bucket != b.Bucket ? a.Bucket.CompareTo(b.Bucket) : string.CompareOrdinal(a.Key, b.Key));
         return new SpendAnalytics(from, to, by, period, points, totals, await ProjectionAsync(ct));
+    }
+
+    /// <summary>
+    /// The rows of a rollup kept by day, week and month over [@from, @to): the whole weeks or months of the range
+    /// ([@cs, @ce), see <see cref="AddCoarse"/>) from their own rows, the days before and after them from day rows.
+    /// </summary>
+    private static string Ranged(string table, string key)
+    {
+        var columns = $"bucket_start, {key}, model, requests, input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, cost_usd";
+        return $"(SELECT {columns} FROM {table} WHERE granularity = 'd' AND bucket_start >= @from AND bucket_start < @cs " +
+            $"UNION ALL SELECT {columns} FROM {table} WHERE granularity = @coarse AND bucket_start >= @cs AND bucket_start < @ce " +
+            $"UNION ALL SELECT {columns} FROM {table} WHERE granularity = 'd' AND bucket_start >= @ce AND bucket_start < @to) AS ranged";
+    }
+
+    /// <summary>
+    /// The whole weeks (from Monday) or months inside [from, to), as @coarse ('w' or 'm'), @cs and @ce; for days, or a
+    /// range holding no whole one, an empty span at the end, so that day rows cover it all.
+    /// </summary>
+    private static void AddCoarse(NpgsqlCommand command, DateTimeOffset from, DateTimeOffset to, string unit)
+    {
+        DateTimeOffset start = to, end = to;
+        if (unit == "month")
+        {
+            var first = new DateTimeOffset(from.Year, from.Month, 1, 0, 0, 0, TimeSpan.Zero);
+            start = first == from ? first : first.AddMonths(1);
+            end = new DateTimeOffset(to.Year, to.Month, 1, 0, 0, 0, TimeSpan.Zero);
+        }
+        else if (unit == "week")
+        {
+            var monday = from.AddDays(-(((int)from.DayOfWeek + 6) % 7));
+            start = monday == from ? monday : monday.AddDays(7);
+            end = to.AddDays(-(((int)to.DayOfWeek + 6) % 7));
+        }
+        if (start >= end)
+        {
+            (start, end) = (to, to);
+        }
+        command.Parameters.AddWithValue("coarse", unit == "week" ? "w" : "m");
+        command.Parameters.AddWithValue("cs", start);
+        command.Parameters.AddWithValue("ce", end);
     }
 
     /// <summary>

@@ -713,11 +713,12 @@ internal static class UsageSql
         "cache_write_1h_tokens = r.cache_write_1h_tokens + EXCLUDED.cache_write_1h_tokens, cache_read_tokens = r.cache_read_tokens + EXCLUDED.cache_read_tokens, " +
         "cost_usd = r.cost_usd + EXCLUDED.cost_usd";
 
-    private const string UserRollup =
-        $"INSERT INTO user_rollups AS r (bucket_start, user_id, model, requests, errors, {SumColumns}) " +
-        $"SELECT {Day} AS bucket, user_id, model, count(*), count(*) FILTER (WHERE status >= 400), {Sums} " +
+    private static string UserRollup(string granularity, string unit) =>
+        $"INSERT INTO user_rollups AS r (granularity, bucket_start, user_id, model, requests, errors, {SumColumns}) " +
+        $"SELECT '{granularity}', date_trunc('{unit}', time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket, user_id, model, count(*), " +
+        $"count(*) FILTER (WHERE status >= 400), {Sums} " +
         "FROM inserted GROUP BY bucket, user_id, model ORDER BY bucket, user_id, model " +
-        $"ON CONFLICT (bucket_start, user_id, model) DO UPDATE SET {AddSums}, errors = r.errors + EXCLUDED.errors";
+        $"ON CONFLICT (granularity, bucket_start, user_id, model) DO UPDATE SET {AddSums}, errors = r.errors + EXCLUDED.errors";
 
     // A request counts once in each distinct group it was admitted under.
     private const string GroupRollup =
@@ -758,7 +759,12 @@ internal static class UsageSql
     public static readonly string MergeStaging =
         $"WITH inserted AS (INSERT INTO usage_events ({UsageColumns.List}) SELECT {UsageColumns.List} FROM usage_staging ON CONFLICT (id) DO NOTHING RETURNING *), " +
         $"hourly AS ({Rollup("h", "hour")} RETURNING 1), " +
-        $"users AS ({UserRollup} RETURNING 1), " +
+        // Weeks (from Monday) and months too, so that a page over a year reads a few dozen rows per device, not hundreds.
+        $"weekly AS ({Rollup("w", "week")} RETURNING 1), " +
+        $"monthly AS ({Rollup("m", "month")} RETURNING 1), " +
+        $"users AS ({UserRollup("d", "day")} RETURNING 1), " +
+        $"users_weekly AS ({UserRollup("w", "week")} RETURNING 1), " +
+        $"users_monthly AS ({UserRollup("m", "month")} RETURNING 1), " +
         $"groups AS ({GroupRollup} RETURNING 1), " +
         $"models AS ({ModelRollup} RETURNING 1), " +
         $"sessions AS ({SessionRollup} RETURNING 1), " +

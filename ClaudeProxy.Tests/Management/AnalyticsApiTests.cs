@@ -415,7 +415,10 @@ public sealed class AnalyticsApiTests(StackFixture fx) : IClassFixture<StackFixt
     private async Task<List<string>> TotalsAsync(string db)
     {
         var totals = new List<string>();
-        foreach (var table in new[] { "usage_rollups WHERE granularity = 'd'", "usage_rollups WHERE granularity = 'h'", "user_rollups", "group_rollups", "model_rollups", "session_rollups" })
+        var tables = new[] { "h", "d", "w", "m" }.Select(g => $"usage_rollups WHERE granularity = '{g}'")
+            .Concat(new[] { "d", "w", "m" }.Select(g => $"user_rollups WHERE granularity = '{g}'"))
+            .Concat(["group_rollups", "model_rollups", "session_rollups"]);
+        foreach (var table in tables)
         {
             totals.Add(await fx.ScalarAsync<string>(db, $"SELECT sum(requests) || ' ' || sum(cost_usd) FROM {table}"));
         }
@@ -445,6 +448,7 @@ public sealed class AnalyticsApiTests(StackFixture fx) : IClassFixture<StackFixt
     [InlineData("/manage/v1/analytics/sessions/top?days=-7")]
     [InlineData("/manage/v1/analytics/sessions/top?days=100000")]
     [InlineData("/manage/v1/analytics/sessions/top?days=32")]
+    [InlineData("/manage/v1/analytics/cache?by=session&from=2026-11-01&to=2026-11-09")]
     [InlineData("/manage/v1/analytics/sessions/top?days=1e3")]
     [InlineData("/manage/v1/analytics/sessions/top?limit=2147483648")]
     [InlineData("/manage/v1/analytics/sessions/top?limit=ten")]
@@ -479,10 +483,11 @@ public sealed class AnalyticsApiTests(StackFixture fx) : IClassFixture<StackFixt
         // Odd but well-formed input is answered, not refused.
         using var odd = await manage.GetAsync("/manage/v1/analytics/sessions/%27%3B%20DROP%20TABLE%20session_rollups%3B--").WaitAsync(TimeSpan.FromSeconds(60));
         await Http.AssertErrorAsync(odd, 404, "not_found_error");
-        var tenDaysAgo = Uri.EscapeDataString(DateTimeOffset.UtcNow.AddDays(-10).ToOffset(TimeSpan.FromHours(5)).ToString("yyyy-MM-ddTHH:mm:sszzz", System.Globalization.CultureInfo.InvariantCulture));
+        string DaysAgo(int days) => Uri.EscapeDataString(DateTimeOffset.UtcNow.AddDays(-days).ToOffset(TimeSpan.FromHours(5))
+            .ToString("yyyy-MM-ddTHH:mm:sszzz", System.Globalization.CultureInfo.InvariantCulture));
         foreach (var by in new[] { "model", "user", "group", "device", "session", "agent" })
         {
-            var page = await GetAsync<CacheAnalytics>(gateway, $"/manage/v1/analytics/cache?by={by}&from={tenDaysAgo}");
+            var page = await GetAsync<CacheAnalytics>(gateway, $"/manage/v1/analytics/cache?by={by}&from={DaysAgo(by is "session" or "agent" ? 5 : 40)}");
             Assert.Equal(TimeSpan.Zero, page.From.Offset);
             Assert.Equal(TimeSpan.Zero, page.From.TimeOfDay);
         }

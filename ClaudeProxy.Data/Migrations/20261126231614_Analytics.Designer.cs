@@ -13,7 +13,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace ClaudeProxy.Data.Migrations
 {
     [DbContext(typeof(GatewayDbContext))]
-    [Migration("20261126230634_Analytics")]
+    [Migration("20261126231614_Analytics")]
     partial class Analytics
     {
         /// <inheritdoc />
@@ -879,6 +879,11 @@ namespace ClaudeProxy.Data.Migrations
 
             modelBuilder.Entity("ClaudeProxy.Gateway.Data.UserRollup", b =>
                 {
+                    b.Property<string>("Granularity")
+                        .HasMaxLength(1)
+                        .HasColumnType("character varying(1)")
+                        .HasColumnName("granularity");
+
                     b.Property<DateTimeOffset>("BucketStart")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("bucket_start");
@@ -924,13 +929,13 @@ namespace ClaudeProxy.Data.Migrations
                         .HasColumnType("bigint")
                         .HasColumnName("requests");
 
-                    b.HasKey("BucketStart", "UserId", "Model")
+                    b.HasKey("Granularity", "BucketStart", "UserId", "Model")
                         .HasName("PK_user_rollups");
 
-                    b.HasIndex("BucketStart")
-                        .HasDatabaseName("IX_user_rollups_bucket_start");
+                    b.HasIndex("Granularity", "BucketStart")
+                        .HasDatabaseName("IX_user_rollups_granularity_bucket_start");
 
-                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("BucketStart"), new[] { "UserId", "Model", "Requests", "InputTokens", "CacheWrite5mTokens", "CacheWrite1hTokens", "CacheReadTokens", "CostUsd" });
+                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("Granularity", "BucketStart"), new[] { "UserId", "Model", "Requests", "InputTokens", "CacheWrite5mTokens", "CacheWrite1hTokens", "CacheReadTokens", "CostUsd" });
 
                     b.ToTable("user_rollups", (string)null);
                 });

@@ -116,6 +116,7 @@ namespace ClaudeProxy.Data.Migrations
                 name: "user_rollups",
                 columns: table => new
                 {
+                    granularity = table.Column<string>(type: "character varying(1)", maxLength: 1, nullable: false),
                     bucket_start = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
                     user_id = table.Column<string>(type: "text", nullable: false),
                     model = table.Column<string>(type: "text", nullable: false),
@@ -130,7 +131,7 @@ namespace ClaudeProxy.Data.Migrations
                 },
                 constraints: table =>
                 {
-                    table.PrimaryKey("PK_user_rollups", x => new { x.bucket_start, x.user_id, x.model });
+                    table.PrimaryKey("PK_user_rollups", x => new { x.granularity, x.bucket_start, x.user_id, x.model });
                 });
 
             migrationBuilder.CreateIndex(
@@ -146,9 +147,9 @@ namespace ClaudeProxy.Data.Migrations
                 .Annotation("Npgsql:IndexInclude", new[] { "first_seen", "session_id", "agent_id", "model", "requests", "input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens", "cost_usd", "device_id", "user_email" });
 
             migrationBuilder.CreateIndex(
-                name: "IX_user_rollups_bucket_start",
+                name: "IX_user_rollups_granularity_bucket_start",
                 table: "user_rollups",
-                column: "bucket_start")
+                columns: new[] { "granularity", "bucket_start" })
                 .Annotation("Npgsql:IndexInclude", new[] { "user_id", "model", "requests", "input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens", "cost_usd" });
         }
 
