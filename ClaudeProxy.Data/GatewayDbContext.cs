@@ -183,6 +183,8 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
             e.Property(r => r.Granularity).HasMaxLength(1);
             Counters(e);
             e.HasIndex(r => new { r.Granularity, r.BucketStart }).IncludeProperties([nameof(UserRollup.UserId), nameof(UserRollup.Model), .. counters]);
+            // The series of the few users a spend page shows.
+            e.HasIndex(r => new { r.Granularity, r.UserId, r.BucketStart });
         });
         modelBuilder.Entity<GroupRollup>(e =>
         {

@@ -99,6 +99,7 @@ pages=(
   "spend?by=group&period=day"
   "spend?by=device&period=day"
   "spend?by=model&period=month&from=$year_from&to=$end_day"
+  "spend?by=device&period=day&from=$year_from&to=$end_day"
   "spend?by=user&period=week&from=$year_from&to=$end_day"
   "spend?by=group&period=month&from=$year_from&to=$end_day"
   "spend?by=device&period=month&from=$year_from&to=$end_day"

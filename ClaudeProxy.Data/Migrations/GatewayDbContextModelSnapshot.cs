@@ -934,6 +934,9 @@ namespace ClaudeProxy.Gateway.Data.Migrations
 
                     NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("Granularity", "BucketStart"), new[] { "UserId", "Model", "Requests", "InputTokens", "CacheWrite5mTokens", "CacheWrite1hTokens", "CacheReadTokens", "CostUsd" });
 
+                    b.HasIndex("Granularity", "UserId", "BucketStart")
+                        .HasDatabaseName("IX_user_rollups_granularity_user_id_bucket_start");
+
                     b.ToTable("user_rollups", (string)null);
                 });
 

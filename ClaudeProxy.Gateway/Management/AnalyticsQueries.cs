@@ -101,20 +101,20 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
 
     public async Task<SpendAnalytics> SpendAsync(string by, string period, DateTimeOffset from, DateTimeOffset to, int limit, CancellationToken ct)
     {
-        var (rows, key) = by switch
+        var (all, ofTop, key) = by switch
         {
-            "model" => ("model_rollups WHERE bucket_start >= @from AND bucket_start < @to", "model"),
-            "device" => (Ranged("usage_rollups", "device_id"), "device_id"),
-            "user" => (Ranged("user_rollups", "user_id"), "user_id"),
-            _ => ("group_rollups WHERE bucket_start >= @from AND bucket_start < @to", "group_id"),
+            "model" => ("model_rollups WHERE bucket_start >= @from AND bucket_start < @to", $"model_rollups WHERE bucket_start >= @from AND bucket_start < @to AND model IN (SELECT key FROM top)", "model"),
+            "device" => (Ranged("usage_rollups", "device_id"), Ranged("usage_rollups", "device_id", "p", "device_id IN (SELECT key FROM top)"), "device_id"),
+            "user" => (Ranged("user_rollups", "user_id"), Ranged("user_rollups", "user_id", "p", "user_id IN (SELECT key FROM top)"), "user_id"),
+            _ => ("group_rollups WHERE bucket_start >= @from AND bucket_start < @to", $"group_rollups WHERE bucket_start >= @from AND bucket_start < @to AND group_id IN (SELECT key FROM top)", "group_id"),
         };
-        // Weeks start on Monday (ISO); a bucket at either end of the range holds only the days inside it.
-        var sql = $"WITH src AS (SELECT date_trunc('{period}', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket, {key} AS key, " +
-            $"sum(requests) AS requests, sum(cost_usd) AS cost FROM {rows} GROUP BY 1, 2), " +
-            "totals AS (SELECT key, sum(requests) AS requests, sum(cost) AS cost FROM src GROUP BY key), " +
-            "top AS (SELECT key FROM totals ORDER BY cost DESC, key LIMIT @limit) " +
-            "SELECT NULL::timestamptz AS bucket, key, requests, cost FROM totals " +
-            "UNION ALL SELECT bucket, key, requests, cost FROM src WHERE key IN (SELECT key FROM top)";
+        // The totals read whole months where they can; the points, per period, only the keys shown. Weeks start on Monday
+        // (ISO); a bucket at either end of the range holds only the days inside it.
+        var sql = $"WITH totals AS (SELECT {key} AS key, sum(requests) AS requests, sum(cost_usd) AS cost FROM {all} GROUP BY 1), " +
+            "top AS (SELECT key FROM totals ORDER BY cost DESC, key LIMIT @limit), " +
+            $"src AS (SELECT date_trunc('{period}', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket, {key} AS key, " +
+            $"sum(requests) AS requests, sum(cost_usd) AS cost FROM {ofTop} GROUP BY 1, 2) " +
+            "SELECT NULL::timestamptz AS bucket, key, requests, cost FROM totals UNION ALL SELECT bucket, key, requests, cost FROM src";
         var points = new List<SpendPoint>();
         var totals = new List<SpendKeyTotal>();
         await using (var read = await ReadAsync(sql, ct))
@@ -122,7 +122,8 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
             var command = read.Command;
             command.Parameters.AddWithValue("from", from);
             command.Parameters.AddWithValue("to", to);
-            AddCoarse(command, from, to, period);
+            AddCoarse(command, from, to, "month");
+            AddCoarse(command, from, to, period, "p");
             command.Parameters.AddWithValue("limit", limit);
             await using var reader = await command.ExecuteReaderAsync(ct);
             while (await reader.ReadAsync(ct))
@@ -151,19 +152,20 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
     /// The rows of a rollup kept by day, week and month over [@from, @to): the whole weeks or months of the range
     /// ([@cs, @ce), see <see cref="AddCoarse"/>) from their own rows, the days before and after them from day rows.
     /// </summary>
-    private static string Ranged(string table, string key)
+    private static string Ranged(string table, string key, string prefix = "", string? filter = null)
     {
         var columns = $"bucket_start, {key}, model, requests, input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, cost_usd";
-        return $"(SELECT {columns} FROM {table} WHERE granularity = 'd' AND bucket_start >= @from AND bucket_start < @cs " +
-            $"UNION ALL SELECT {columns} FROM {table} WHERE granularity = @coarse AND bucket_start >= @cs AND bucket_start < @ce " +
-            $"UNION ALL SELECT {columns} FROM {table} WHERE granularity = 'd' AND bucket_start >= @ce AND bucket_start < @to) AS ranged";
+        var and = filter is null ? "" : " AND " + filter;
+        return $"(SELECT {columns} FROM {table} WHERE granularity = 'd' AND bucket_start >= @from AND bucket_start < @{prefix}cs{and} " +
+            $"UNION ALL SELECT {columns} FROM {table} WHERE granularity = @{prefix}coarse AND bucket_start >= @{prefix}cs AND bucket_start < @{prefix}ce{and} " +
+            $"UNION ALL SELECT {columns} FROM {table} WHERE granularity = 'd' AND bucket_start >= @{prefix}ce AND bucket_start < @to{and}) AS ranged";
     }
 
     /// <summary>
     /// The whole weeks (from Monday) or months inside [from, to), as @coarse ('w' or 'm'), @cs and @ce; for days, or a
     /// range holding no whole one, an empty span at the end, so that day rows cover it all.
     /// </summary>
-    private static void AddCoarse(NpgsqlCommand command, DateTimeOffset from, DateTimeOffset to, string unit)
+    private static void AddCoarse(NpgsqlCommand command, DateTimeOffset from, DateTimeOffset to, string unit, string prefix = "")
     {
         DateTimeOffset start = to, end = to;
         if (unit == "month")
@@ -182,9 +184,9 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
         {
             (start, end) = (to, to);
         }
-        command.Parameters.AddWithValue("coarse", unit == "week" ? "w" : "m");
-        command.Parameters.AddWithValue("cs", start);
-        command.Parameters.AddWithValue("ce", end);
+        command.Parameters.AddWithValue(prefix + "coarse", unit == "week" ? "w" : "m");
+        command.Parameters.AddWithValue(prefix + "cs", start);
+        command.Parameters.AddWithValue(prefix + "ce", end);
     }
 
     /// <summary>

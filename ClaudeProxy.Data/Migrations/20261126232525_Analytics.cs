@@ -151,6 +151,11 @@ namespace ClaudeProxy.Data.Migrations
                 table: "user_rollups",
                 columns: new[] { "granularity", "bucket_start" })
                 .Annotation("Npgsql:IndexInclude", new[] { "user_id", "model", "requests", "input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens", "cost_usd" });
+
+            migrationBuilder.CreateIndex(
+                name: "IX_user_rollups_granularity_user_id_bucket_start",
+                table: "user_rollups",
+                columns: new[] { "granularity", "user_id", "bucket_start" });
         }
 
         /// <inheritdoc />

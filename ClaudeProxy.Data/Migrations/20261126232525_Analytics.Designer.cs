@@ -13,7 +13,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace ClaudeProxy.Data.Migrations
 {
     [DbContext(typeof(GatewayDbContext))]
-    [Migration("20261126231614_Analytics")]
+    [Migration("20261126232525_Analytics")]
     partial class Analytics
     {
         /// <inheritdoc />
@@ -936,6 +936,9 @@ namespace ClaudeProxy.Data.Migrations
                         .HasDatabaseName("IX_user_rollups_granularity_bucket_start");
 
                     NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("Granularity", "BucketStart"), new[] { "UserId", "Model", "Requests", "InputTokens", "CacheWrite5mTokens", "CacheWrite1hTokens", "CacheReadTokens", "CostUsd" });
+
+                    b.HasIndex("Granularity", "UserId", "BucketStart")
+                        .HasDatabaseName("IX_user_rollups_granularity_user_id_bucket_start");
 
                     b.ToTable("user_rollups", (string)null);
                 });
