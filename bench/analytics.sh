@@ -88,7 +88,6 @@ pages=(
   "cache?by=group"
   "cache?by=device"
   "cache?by=session"
-  "cache?by=agent"
   "cache?by=agent&session=$session"
   "cache?by=model&from=$year_from&to=$end_day"
   "cache?by=user&from=$year_from&to=$end_day"
@@ -104,6 +103,7 @@ pages=(
   "spend?by=group&period=month&from=$year_from&to=$end_day"
   "spend?by=device&period=month&from=$year_from&to=$end_day"
   "sessions/top?days=7&limit=10"
+  "sessions/top?days=14&limit=10"
   "sessions/top?days=31&limit=10"
   "sessions/$session"
   "errors"
@@ -136,7 +136,7 @@ done
   echo
   echo "Run by \`bench/analytics.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}')."
   echo "Each page called $CALLS times over HTTP with the operator key, after 2 warm-up calls; wall time per call as curl measures it."
-  echo "Without from/to a page covers the last 30 days (the cache page by session or by agent across sessions: 7 days, its longest); \"a year\" is from=$year_from&to=$end_day."
+  echo "Without from/to a page covers the last 30 days (the cache page by session: 7 days, its longest); \"a year\" is from=$year_from&to=$end_day."
   echo
   echo "Data: $DAYS days for $DEVICES devices (400 people and 100 named devices, 20 groups, 4 models), database $size:"
   echo

@@ -19,7 +19,7 @@ public static class AnalyticsApi
     /// <summary>As long as the session and agent ids the gateway records (longer headers are not recorded).</summary>
     public const int MaxIdLength = 256;
     public const int MaxLimit = 1000;
-    /// <summary>The range of the cache page by session or by agent across sessions: a week, by default and at most.</summary>
+    /// <summary>The range of the cache page by session: a week, by default and at most.</summary>
     public const int SessionRangeDays = 7;
     /// <summary>The most days the top sessions look back.</summary>
     public const int MaxTopSessionDays = 31;
@@ -59,6 +59,11 @@ public static class AnalyticsApi
         if (q.Error is null && session is not null && by is not ("session" or "agent"))
         {
             q.Fail("session applies to by=session and by=agent only");
+        }
+        // Every subagent of every session is a list no one reads, and the dearest query of all: agents are a session's.
+        if (q.Error is null && session is null && by == "agent")
+        {
+            q.Fail("by=agent lists the agents of one session: add session=<x-claude-code-session-id>");
         }
         if (await q.RefuseAsync(context))
         {

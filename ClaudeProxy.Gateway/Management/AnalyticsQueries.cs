@@ -50,7 +50,7 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
             "group" => $"SELECT group_id AS key, NULL::text AS grp, NULL::text AS label, model, {Counters} FROM group_rollups WHERE {days} GROUP BY group_id, model",
             // Sessions' rows are summed once, in k (grouping them by model first would hardly shrink them).
             "session" => $"SELECT session_id AS key, NULL::text AS grp, coalesce(user_email, device_id) AS label, model, {RowCounters} FROM session_rollups WHERE {sessionRange}",
-            // Without a session, the same agent id in two sessions is two rows: the session is the label.
+            // The agents of one session (the API insists on session=); the session is the label.
             _ => $"SELECT agent_id AS key, session_id AS grp, session_id AS label, model, {RowCounters} FROM session_rollups WHERE {sessionRange}",
         };
         var sql = $"WITH src AS ({source}), {PriceTable}, " +
