@@ -104,7 +104,6 @@ pages=(
   "spend?by=device&period=month&from=$year_from&to=$end_day"
   "sessions/top?days=7&limit=10"
   "sessions/top?days=14&limit=10"
-  "sessions/top?days=31&limit=10"
   "sessions/$session"
   "errors"
   "errors?from=$year_from&to=$end_day"

@@ -22,7 +22,7 @@ public static class AnalyticsApi
     /// <summary>The range of the cache page by session: a week, by default and at most.</summary>
     public const int SessionRangeDays = 7;
     /// <summary>The most days the top sessions look back.</summary>
-    public const int MaxTopSessionDays = 31;
+    public const int MaxTopSessionDays = 14;
 
     private static readonly string[] CacheDimensions = ["model", "user", "group", "device", "session", "agent"];
     private static readonly string[] SpendDimensions = ["model", "user", "group", "device"];
