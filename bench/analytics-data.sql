@@ -4,7 +4,7 @@
 -- time-to-first-token histograms, hourly refusals, and Claude Code sessions with subagents on working days.
 -- psql variables: days (default 365), devices (default 500), end_day (the day after the last generated day, UTC).
 \set ON_ERROR_STOP on
-SELECT setseed(0.42);
+SELECT setseed(0.42) \g /dev/null
 
 CREATE TEMP TABLE models (model text, m int, p_in numeric, p_out numeric, weight int);
 INSERT INTO models VALUES

@@ -135,6 +135,7 @@ done
   echo
   echo "Run by \`bench/analytics.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}')."
   echo "Each page called $CALLS times over HTTP with the operator key, after 2 warm-up calls; wall time per call as curl measures it."
+  echo "Load average when the timing ended: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)."
   echo "Without from/to a page covers the last 30 days (the cache page by session: 7 days, its longest); \"a year\" is from=$year_from&to=$end_day."
   echo
   echo "Data: $DAYS days for $DEVICES devices (400 people and 100 named devices, 20 groups, 4 models), database $size:"
