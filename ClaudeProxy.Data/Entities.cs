@@ -199,7 +199,7 @@ public sealed class UsageDeadLetter
 }
 
 /// <summary>
-/// Usage summed per hour ('h') or day ('d'), device and model, kept up to date by the writer (see <c>UsageSql</c>):
+/// Usage summed per hour ('h'), day ('d'), week from Monday ('w') or month ('m'), device and model, kept up to date by the writer (see <c>UsageSql</c>):
 /// the sums of the <see cref="Usage.UsageEvent"/> counters of the same names, with the requests, the errors (status 400
 /// and above) and the requests without a price of their own.
 /// </summary>
