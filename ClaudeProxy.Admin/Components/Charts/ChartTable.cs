@@ -13,7 +13,10 @@ public sealed record ChartCell(string Text, string Value, string? Href = null)
 {
     public static ChartCell Of(string? text, string? href = null) => new(text ?? "", text ?? "", href);
 
-    public static ChartCell Usd(decimal usd) => new(Money.Format(usd), usd.ToString(CultureInfo.InvariantCulture));
+    public static ChartCell Usd(decimal usd) => new(Money.Format(usd), Plain(usd));
+
+    /// <summary>A decimal without the trailing zeros of its stored scale (0.0014, not 0.0014000000).</summary>
+    public static string Plain(decimal value) => value.ToString("0.############################", CultureInfo.InvariantCulture);
 
     public static ChartCell Count(long count) => new(count.ToString("N0", CultureInfo.InvariantCulture), count.ToString(CultureInfo.InvariantCulture));
 
