@@ -15,6 +15,12 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
     public DbSet<DeviceRecord> Devices => Set<DeviceRecord>();
     public DbSet<UsageEvent> UsageEvents => Set<UsageEvent>();
     public DbSet<UsageRollup> UsageRollups => Set<UsageRollup>();
+    public DbSet<UserRollup> UserRollups => Set<UserRollup>();
+    public DbSet<GroupRollup> GroupRollups => Set<GroupRollup>();
+    public DbSet<ModelRollup> ModelRollups => Set<ModelRollup>();
+    public DbSet<SessionRollup> SessionRollups => Set<SessionRollup>();
+    public DbSet<TtftRollup> TtftRollups => Set<TtftRollup>();
+    public DbSet<RefusalRollup> RefusalRollups => Set<RefusalRollup>();
     public DbSet<AuditEntry> Audit => Set<AuditEntry>();
     public DbSet<UsageDeadLetter> UsageDeadLetters => Set<UsageDeadLetter>();
     public DbSet<UserRecord> Users => Set<UserRecord>();
@@ -158,6 +164,49 @@ public sealed class GatewayDbContext(DbContextOptions<GatewayDbContext> options)
             e.Property(r => r.CacheWrite1hTokens).HasColumnName("cache_write_1h_tokens");
             e.Property(r => r.CostUsd).HasPrecision(20, 10);
             e.HasIndex(r => new { r.Granularity, r.DeviceId, r.BucketStart });
+        });
+
+        // The analytics rollups: each page reads one key range of one of them.
+        static void Counters<T>(EntityTypeBuilder<T> e) where T : class
+        {
+            e.Property<long>("CacheWrite5mTokens").HasColumnName("cache_write_5m_tokens");
+            e.Property<long>("CacheWrite1hTokens").HasColumnName("cache_write_1h_tokens");
+            e.Property<decimal>("CostUsd").HasPrecision(20, 10);
+        }
+        modelBuilder.Entity<UserRollup>(e =>
+        {
+            e.ToTable("user_rollups");
+            e.HasKey(r => new { r.BucketStart, r.UserId, r.Model });
+            Counters(e);
+        });
+        modelBuilder.Entity<GroupRollup>(e =>
+        {
+            e.ToTable("group_rollups");
+            e.HasKey(r => new { r.BucketStart, r.GroupId, r.Model });
+            Counters(e);
+        });
+        modelBuilder.Entity<ModelRollup>(e =>
+        {
+            e.ToTable("model_rollups");
+            e.HasKey(r => new { r.BucketStart, r.Model, r.Status, r.StreamError });
+            Counters(e);
+        });
+        modelBuilder.Entity<SessionRollup>(e =>
+        {
+            e.ToTable("session_rollups");
+            e.HasKey(r => new { r.SessionId, r.AgentId, r.Model });
+            Counters(e);
+            e.HasIndex(r => r.LastSeen);
+        });
+        modelBuilder.Entity<TtftRollup>(e =>
+        {
+            e.ToTable("ttft_rollups");
+            e.HasKey(r => new { r.BucketStart, r.Model, r.Bucket });
+        });
+        modelBuilder.Entity<RefusalRollup>(e =>
+        {
+            e.ToTable("refusal_rollups");
+            e.HasKey(r => new { r.BucketStart, r.Reason });
         });
 
         modelBuilder.Entity<UsageDeadLetter>(e =>

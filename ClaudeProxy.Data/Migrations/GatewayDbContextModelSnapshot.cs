@@ -324,6 +324,59 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                     b.ToTable("groups", (string)null);
                 });
 
+            modelBuilder.Entity("ClaudeProxy.Gateway.Data.GroupRollup", b =>
+                {
+                    b.Property<DateTimeOffset>("BucketStart")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("bucket_start");
+
+                    b.Property<string>("GroupId")
+                        .HasColumnType("text")
+                        .HasColumnName("group_id");
+
+                    b.Property<string>("Model")
+                        .HasColumnType("text")
+                        .HasColumnName("model");
+
+                    b.Property<long>("CacheReadTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("cache_read_tokens");
+
+                    b.Property<long>("CacheWrite1hTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("cache_write_1h_tokens");
+
+                    b.Property<long>("CacheWrite5mTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("cache_write_5m_tokens");
+
+                    b.Property<decimal>("CostUsd")
+                        .HasPrecision(20, 10)
+                        .HasColumnType("numeric(20,10)")
+                        .HasColumnName("cost_usd");
+
+                    b.Property<long>("Errors")
+                        .HasColumnType("bigint")
+                        .HasColumnName("errors");
+
+                    b.Property<long>("InputTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("input_tokens");
+
+                    b.Property<long>("OutputTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("output_tokens");
+
+                    b.Property<long>("Requests")
+                        .HasColumnType("bigint")
+                        .HasColumnName("requests");
+
+                    b.HasKey("BucketStart", "GroupId", "Model")
+                        .HasName("PK_group_rollups");
+
+                    b.ToTable("group_rollups", (string)null);
+                });
+
             modelBuilder.Entity("ClaudeProxy.Gateway.Data.ManagedSettingsRecord", b =>
                 {
                     b.Property<string>("Scope")
@@ -349,6 +402,59 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                         .HasName("PK_managed_settings");
 
                     b.ToTable("managed_settings", (string)null);
+                });
+
+            modelBuilder.Entity("ClaudeProxy.Gateway.Data.ModelRollup", b =>
+                {
+                    b.Property<DateTimeOffset>("BucketStart")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("bucket_start");
+
+                    b.Property<string>("Model")
+                        .HasColumnType("text")
+                        .HasColumnName("model");
+
+                    b.Property<int>("Status")
+                        .HasColumnType("integer")
+                        .HasColumnName("status");
+
+                    b.Property<bool>("StreamError")
+                        .HasColumnType("boolean")
+                        .HasColumnName("stream_error");
+
+                    b.Property<long>("CacheReadTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("cache_read_tokens");
+
+                    b.Property<long>("CacheWrite1hTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("cache_write_1h_tokens");
+
+                    b.Property<long>("CacheWrite5mTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("cache_write_5m_tokens");
+
+                    b.Property<decimal>("CostUsd")
+                        .HasPrecision(20, 10)
+                        .HasColumnType("numeric(20,10)")
+                        .HasColumnName("cost_usd");
+
+                    b.Property<long>("InputTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("input_tokens");
+
+                    b.Property<long>("OutputTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("output_tokens");
+
+                    b.Property<long>("Requests")
+                        .HasColumnType("bigint")
+                        .HasColumnName("requests");
+
+                    b.HasKey("BucketStart", "Model", "Status", "StreamError")
+                        .HasName("PK_model_rollups");
+
+                    b.ToTable("model_rollups", (string)null);
                 });
 
             modelBuilder.Entity("ClaudeProxy.Gateway.Data.RefreshTokenRecord", b =>
@@ -415,6 +521,103 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                     b.ToTable("refresh_tokens", (string)null);
                 });
 
+            modelBuilder.Entity("ClaudeProxy.Gateway.Data.RefusalRollup", b =>
+                {
+                    b.Property<DateTimeOffset>("BucketStart")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("bucket_start");
+
+                    b.Property<string>("Reason")
+                        .HasColumnType("text")
+                        .HasColumnName("reason");
+
+                    b.Property<long>("Requests")
+                        .HasColumnType("bigint")
+                        .HasColumnName("requests");
+
+                    b.HasKey("BucketStart", "Reason")
+                        .HasName("PK_refusal_rollups");
+
+                    b.ToTable("refusal_rollups", (string)null);
+                });
+
+            modelBuilder.Entity("ClaudeProxy.Gateway.Data.SessionRollup", b =>
+                {
+                    b.Property<string>("SessionId")
+                        .HasColumnType("text")
+                        .HasColumnName("session_id");
+
+                    b.Property<string>("AgentId")
+                        .HasColumnType("text")
+                        .HasColumnName("agent_id");
+
+                    b.Property<string>("Model")
+                        .HasColumnType("text")
+                        .HasColumnName("model");
+
+                    b.Property<long>("CacheReadTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("cache_read_tokens");
+
+                    b.Property<long>("CacheWrite1hTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("cache_write_1h_tokens");
+
+                    b.Property<long>("CacheWrite5mTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("cache_write_5m_tokens");
+
+                    b.Property<decimal>("CostUsd")
+                        .HasPrecision(20, 10)
+                        .HasColumnType("numeric(20,10)")
+                        .HasColumnName("cost_usd");
+
+                    b.Property<string>("DeviceId")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("device_id");
+
+                    b.Property<long>("Errors")
+                        .HasColumnType("bigint")
+                        .HasColumnName("errors");
+
+                    b.Property<DateTimeOffset>("FirstSeen")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("first_seen");
+
+                    b.Property<long>("InputTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("input_tokens");
+
+                    b.Property<DateTimeOffset>("LastSeen")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("last_seen");
+
+                    b.Property<long>("OutputTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("output_tokens");
+
+                    b.Property<string>("ParentAgentId")
+                        .HasColumnType("text")
+                        .HasColumnName("parent_agent_id");
+
+                    b.Property<long>("Requests")
+                        .HasColumnType("bigint")
+                        .HasColumnName("requests");
+
+                    b.Property<string>("UserEmail")
+                        .HasColumnType("text")
+                        .HasColumnName("user_email");
+
+                    b.HasKey("SessionId", "AgentId", "Model")
+                        .HasName("PK_session_rollups");
+
+                    b.HasIndex("LastSeen")
+                        .HasDatabaseName("IX_session_rollups_last_seen");
+
+                    b.ToTable("session_rollups", (string)null);
+                });
+
             modelBuilder.Entity("ClaudeProxy.Gateway.Data.SpendLimitRecord", b =>
                 {
                     b.Property<string>("SpendLimitId")
@@ -470,6 +673,30 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                         .HasDatabaseName("IX_spend_limits_scope_type_scope_id_pooled_budget");
 
                     b.ToTable("spend_limits", (string)null);
+                });
+
+            modelBuilder.Entity("ClaudeProxy.Gateway.Data.TtftRollup", b =>
+                {
+                    b.Property<DateTimeOffset>("BucketStart")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("bucket_start");
+
+                    b.Property<string>("Model")
+                        .HasColumnType("text")
+                        .HasColumnName("model");
+
+                    b.Property<short>("Bucket")
+                        .HasColumnType("smallint")
+                        .HasColumnName("bucket");
+
+                    b.Property<long>("Requests")
+                        .HasColumnType("bigint")
+                        .HasColumnName("requests");
+
+                    b.HasKey("BucketStart", "Model", "Bucket")
+                        .HasName("PK_ttft_rollups");
+
+                    b.ToTable("ttft_rollups", (string)null);
                 });
 
             modelBuilder.Entity("ClaudeProxy.Gateway.Data.UsageDeadLetter", b =>
@@ -640,6 +867,59 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                     b.ToTable("users", (string)null);
                 });
 
+            modelBuilder.Entity("ClaudeProxy.Gateway.Data.UserRollup", b =>
+                {
+                    b.Property<DateTimeOffset>("BucketStart")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("bucket_start");
+
+                    b.Property<string>("UserId")
+                        .HasColumnType("text")
+                        .HasColumnName("user_id");
+
+                    b.Property<string>("Model")
+                        .HasColumnType("text")
+                        .HasColumnName("model");
+
+                    b.Property<long>("CacheReadTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("cache_read_tokens");
+
+                    b.Property<long>("CacheWrite1hTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("cache_write_1h_tokens");
+
+                    b.Property<long>("CacheWrite5mTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("cache_write_5m_tokens");
+
+                    b.Property<decimal>("CostUsd")
+                        .HasPrecision(20, 10)
+                        .HasColumnType("numeric(20,10)")
+                        .HasColumnName("cost_usd");
+
+                    b.Property<long>("Errors")
+                        .HasColumnType("bigint")
+                        .HasColumnName("errors");
+
+                    b.Property<long>("InputTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("input_tokens");
+
+                    b.Property<long>("OutputTokens")
+                        .HasColumnType("bigint")
+                        .HasColumnName("output_tokens");
+
+                    b.Property<long>("Requests")
+                        .HasColumnType("bigint")
+                        .HasColumnName("requests");
+
+                    b.HasKey("BucketStart", "UserId", "Model")
+                        .HasName("PK_user_rollups");
+
+                    b.ToTable("user_rollups", (string)null);
+                });
+
             modelBuilder.Entity("ClaudeProxy.Gateway.Usage.UsageEvent", b =>
                 {
                     b.Property<Guid>("Id")
@@ -719,6 +999,10 @@ namespace ClaudeProxy.Gateway.Data.Migrations
                     b.Property<long>("OutputTokens")
                         .HasColumnType("bigint")
                         .HasColumnName("output_tokens");
+
+                    b.Property<string>("ParentAgentId")
+                        .HasColumnType("text")
+                        .HasColumnName("parent_agent_id");
 
                     b.Property<string>("SessionId")
                         .HasColumnType("text")

@@ -76,6 +76,7 @@ public static class UsageColumns
         // Last, so that the CSV export only grows at its end.
         Text("user_email", u => u.UserEmail, UsageShown.Csv | UsageShown.Events),
         Text("group_ids", u => u.GroupIds, UsageShown.Csv),
+        Text("parent_agent_id", u => u.ParentAgentId, UsageShown.Stored),
     ];
 
     /// <summary>The columns of the CSV export, in its order.</summary>

@@ -51,4 +51,6 @@ public sealed record UsageEvent
     public bool OutputEstimated { get; init; }
     /// <summary>The ids of the groups the request was admitted under (their policies and pools applied), separated by spaces; null when none.</summary>
     public string? GroupIds { get; init; }
+    /// <summary>Claude Code's <c>x-claude-code-parent-agent-id</c>: the subagent that started this one, when sent.</summary>
+    public string? ParentAgentId { get; init; }
 }

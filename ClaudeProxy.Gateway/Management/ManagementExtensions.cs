@@ -6,6 +6,7 @@ using ClaudeProxy.Gateway.Policies;
 using ClaudeProxy.Gateway.Tokens;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Http.Json;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace ClaudeProxy.Gateway.Management;
 
@@ -25,6 +26,8 @@ public static class ManagementExtensions
         if (database)
         {
             builder.Services.AddSingleton<ManagementContext>();
+            builder.Services.AddSingleton<AnalyticsQueries>();
+            builder.Services.TryAddKeyedSingleton(AnalyticsQueries.TimeProviderKey, TimeProvider.System);
         }
         return builder;
     }
@@ -51,6 +54,7 @@ public static class ManagementExtensions
             api.MapPolicyApi();
             api.MapManagedSettingsApi();
             api.MapUsageManagementApi();
+            api.MapAnalyticsApi();
             // Anthropic's Admin API paths, so scripts written for it work against the gateway.
             var organizations = app.MapGroup("/v1/organizations").AddEndpointFilter(OperatorOnlyAsync);
             organizations.MapSpendLimitsApi();

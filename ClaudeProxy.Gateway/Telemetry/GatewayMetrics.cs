@@ -46,9 +46,16 @@ public sealed class GatewayMetrics
 
     public int BreakerState { get; set; }
 
+    /// <summary>The refusals counted since they were last stored in <c>refusal_rollups</c>.</summary>
+    public RefusalCounts Refusals { get; } = new();
+
     public void Admitted(string route) => _admitted.Add(1, new KeyValuePair<string, object?>("route", route));
 
-    public void Rejected(string reason) => _rejected.Add(1, new KeyValuePair<string, object?>("reason", reason));
+    public void Rejected(string reason)
+    {
+        _rejected.Add(1, new KeyValuePair<string, object?>("reason", reason));
+        Refusals.Add(reason);
+    }
 
     public void BreakerTransition(string state) => _breakerTransitions.Add(1, new KeyValuePair<string, object?>("state", state));
 

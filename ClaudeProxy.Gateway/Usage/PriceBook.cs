@@ -52,6 +52,9 @@ public sealed partial class PriceBook
     /// <summary>Model ids remembered with their family.</summary>
     internal int Remembered => Volatile.Read(ref _remembered);
 
+    /// <summary>The families in the book's order: the first whose globs match a model prices it.</summary>
+    public IReadOnlyList<ModelPrice> Families => _file.Families;
+
     /// <summary>USD per web search.</summary>
     public decimal WebSearchPrice => _file.WebSearchPerThousand / 1000m;
 

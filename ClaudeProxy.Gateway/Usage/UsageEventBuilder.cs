@@ -53,6 +53,7 @@ public sealed partial class UsageEventBuilder(PriceBook prices, GatewayMetrics m
             OrgId = identity.OrgId,
             SessionId = Header(context.Request.Headers, "x-claude-code-session-id"),
             AgentId = Header(context.Request.Headers, "x-claude-code-agent-id"),
+            ParentAgentId = Header(context.Request.Headers, "x-claude-code-parent-agent-id"),
             Model = model,
             Endpoint = route.Name(),
             Status = context.Response.StatusCode,

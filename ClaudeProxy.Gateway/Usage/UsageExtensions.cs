@@ -31,6 +31,8 @@ public static class UsageExtensions
             builder.Services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<UsageWriter>());
             builder.Services.AddSingleton<IDeviceUsageHistory, PostgresDeviceUsageHistory>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<UsageWriter>());
+            builder.Services.AddSingleton<RefusalRollupWriter>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<RefusalRollupWriter>());
             builder.Services.AddHealthChecks().Add(new HealthCheckRegistration("usage-writer",
                 sp => new DelegateHealthCheck(sp.GetRequiredService<UsageWriter>().Check), HealthStatus.Degraded, ["ready"]));
         }

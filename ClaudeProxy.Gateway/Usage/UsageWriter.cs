@@ -701,10 +701,68 @@ internal static class UsageSql
         "sum(cache_read_tokens), coalesce(sum(cost_usd), 0), count(*) FILTER (WHERE (cost_usd IS NULL OR cost_estimated) AND model <> '') " +
         "FROM inserted GROUP BY bucket, device_id, model ORDER BY bucket, device_id, model " + RollupUpdate;
 
+    private const string Day = "date_trunc('day', time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
+
+    private const string Sums = "sum(input_tokens), sum(output_tokens), sum(cache_write_5m_tokens), sum(cache_write_1h_tokens), sum(cache_read_tokens), " +
+        "coalesce(sum(cost_usd), 0)";
+
+    private const string SumColumns = "input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, cost_usd";
+
+    private const string AddSums = "requests = r.requests + EXCLUDED.requests, input_tokens = r.input_tokens + EXCLUDED.input_tokens, " +
+        "output_tokens = r.output_tokens + EXCLUDED.output_tokens, cache_write_5m_tokens = r.cache_write_5m_tokens + EXCLUDED.cache_write_5m_tokens, " +
+        "cache_write_1h_tokens = r.cache_write_1h_tokens + EXCLUDED.cache_write_1h_tokens, cache_read_tokens = r.cache_read_tokens + EXCLUDED.cache_read_tokens, " +
+        "cost_usd = r.cost_usd + EXCLUDED.cost_usd";
+
+    private const string UserRollup =
+        $"INSERT INTO user_rollups AS r (bucket_start, user_id, model, requests, errors, {SumColumns}) " +
+        $"SELECT {Day} AS bucket, user_id, model, count(*), count(*) FILTER (WHERE status >= 400), {Sums} " +
+        "FROM inserted GROUP BY bucket, user_id, model ORDER BY bucket, user_id, model " +
+        $"ON CONFLICT (bucket_start, user_id, model) DO UPDATE SET {AddSums}, errors = r.errors + EXCLUDED.errors";
+
+    // A request counts once in each distinct group it was admitted under.
+    private const string GroupRollup =
+        $"INSERT INTO group_rollups AS r (bucket_start, group_id, model, requests, errors, {SumColumns}) " +
+        $"SELECT {Day} AS bucket, g.group_id, model, count(*), count(*) FILTER (WHERE status >= 400), {Sums} " +
+        "FROM inserted CROSS JOIN LATERAL (SELECT DISTINCT x AS group_id FROM unnest(string_to_array(group_ids, ' ')) AS x WHERE x <> '') AS g " +
+        "GROUP BY bucket, g.group_id, model ORDER BY bucket, g.group_id, model " +
+        $"ON CONFLICT (bucket_start, group_id, model) DO UPDATE SET {AddSums}, errors = r.errors + EXCLUDED.errors";
+
+    private const string ModelRollup =
+        $"INSERT INTO model_rollups AS r (bucket_start, model, status, stream_error, requests, {SumColumns}) " +
+        $"SELECT date_trunc('hour', time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket, model, status, stream_error, count(*), {Sums} " +
+        "FROM inserted GROUP BY bucket, model, status, stream_error ORDER BY bucket, model, status, stream_error " +
+        $"ON CONFLICT (bucket_start, model, status, stream_error) DO UPDATE SET {AddSums}";
+
+    // A session starts when its first request was sent (the event's time is when the answer ended).
+    private const string SessionRollup =
+        $"INSERT INTO session_rollups AS r (session_id, agent_id, model, device_id, user_email, parent_agent_id, first_seen, last_seen, requests, errors, {SumColumns}) " +
+        "SELECT session_id, coalesce(agent_id, '') AS agent, model, min(device_id), max(user_email), max(parent_agent_id), " +
+        "min(time - latency_ms * interval '1 millisecond'), max(time), count(*), count(*) FILTER (WHERE status >= 400), " + Sums + " " +
+        "FROM inserted WHERE session_id IS NOT NULL GROUP BY session_id, agent, model ORDER BY session_id, agent, model " +
+        $"ON CONFLICT (session_id, agent_id, model) DO UPDATE SET {AddSums}, errors = r.errors + EXCLUDED.errors, " +
+        "user_email = coalesce(r.user_email, EXCLUDED.user_email), parent_agent_id = coalesce(r.parent_agent_id, EXCLUDED.parent_agent_id), " +
+        "first_seen = least(r.first_seen, EXCLUDED.first_seen), last_seen = greatest(r.last_seen, EXCLUDED.last_seen)";
+
+    /// <summary>Histogram buckets per doubling of the time to first byte: bucket i starts at 2^(i/8) ms.</summary>
+    public const int TtftBucketsPerDoubling = 8;
+
+    // Below 1e9 ms: also keeps out NaN and infinity, which Postgres sorts above every number.
+    private static readonly string TtftRollup =
+        "INSERT INTO ttft_rollups AS r (bucket_start, model, bucket, requests) " +
+        $"SELECT {Day} AS day, model, floor(ln(greatest(ttfb_ms, 1)) / ln(2) * {TtftBucketsPerDoubling})::smallint AS b, count(*) " +
+        "FROM inserted WHERE endpoint = 'messages' AND status < 400 AND ttfb_ms IS NOT NULL AND ttfb_ms < 1e9 " +
+        "GROUP BY day, model, b ORDER BY day, model, b " +
+        "ON CONFLICT (bucket_start, model, bucket) DO UPDATE SET requests = r.requests + EXCLUDED.requests";
+
     // Only rows new to usage_events reach the rollups, so a replayed batch is never counted twice.
     public static readonly string MergeStaging =
         $"WITH inserted AS (INSERT INTO usage_events ({UsageColumns.List}) SELECT {UsageColumns.List} FROM usage_staging ON CONFLICT (id) DO NOTHING RETURNING *), " +
-        $"hourly AS ({Rollup("h", "hour")} RETURNING 1) " +
+        $"hourly AS ({Rollup("h", "hour")} RETURNING 1), " +
+        $"users AS ({UserRollup} RETURNING 1), " +
+        $"groups AS ({GroupRollup} RETURNING 1), " +
+        $"models AS ({ModelRollup} RETURNING 1), " +
+        $"sessions AS ({SessionRollup} RETURNING 1), " +
+        $"ttft AS ({TtftRollup} RETURNING 1) " +
         Rollup("d", "day");
 }
 

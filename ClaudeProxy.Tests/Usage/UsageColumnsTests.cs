@@ -30,7 +30,7 @@ public sealed class UsageColumnsTests(StackFixture fx) : IClassFixture<StackFixt
         Model = "claude-sonnet-4-5", Endpoint = "messages", Status = 529, Streamed = true,
         InputTokens = 11, OutputTokens = 12, CacheWrite5mTokens = 13, CacheWrite1hTokens = 14, CacheReadTokens = 15, WebSearchRequests = 16, WebFetchRequests = 17,
         CostUsd = 0.0123456789m, LatencyMs = 123.4567, TimeToFirstByteMs = 45.6, UpstreamRequestId = "req_7", CorrelationId = "corr,7", UserEmail = "user-7@example.com",
-        GroupIds = "grp_aaaaaaaaaaaaaaaa grp_bbbbbbbbbbbbbbbb",
+        GroupIds = "grp_aaaaaaaaaaaaaaaa grp_bbbbbbbbbbbbbbbb", ParentAgentId = "agent-6",
         Cancelled = false, StreamError = true, CostEstimated = false, OutputEstimated = true,
     };
 
