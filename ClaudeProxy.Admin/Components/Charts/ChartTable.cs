@@ -21,7 +21,7 @@ public sealed record ChartCell(string Text, string Value, string? Href = null)
     public static ChartCell Count(long count) => new(count.ToString("N0", CultureInfo.InvariantCulture), count.ToString(CultureInfo.InvariantCulture));
 
     /// <summary>A ratio in 0..1, shown as a percentage.</summary>
-    public static ChartCell Ratio(double ratio) => new(ratio.ToString("P1", CultureInfo.InvariantCulture), ratio.ToString("0.####", CultureInfo.InvariantCulture));
+    public static ChartCell Ratio(double ratio) => new(Quantity.Percent(Math.Round((decimal)ratio, 4)), ratio.ToString("0.####", CultureInfo.InvariantCulture));
 
     public static ChartCell Milliseconds(double? ms) => ms is { } v
         ? new(v.ToString("N0", CultureInfo.InvariantCulture) + " ms", v.ToString("0.#", CultureInfo.InvariantCulture))
