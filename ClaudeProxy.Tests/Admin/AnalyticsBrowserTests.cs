@@ -199,6 +199,23 @@ public sealed class AnalyticsBrowserTests(StackFixture fx) : IClassFixture<Stack
     }
 
     [Fact]
+    public async Task A_session_id_a_spreadsheet_would_run_as_a_formula_is_text_in_the_csv_and_its_page_opens()
+    {
+        const string session = "=HYPERLINK(\"evil.example\",\"x\")";
+        var token = await _gateway.BootstrapAsync("formula-" + Guid.NewGuid().ToString("N")[..6]);
+        await ChartsBrowserTests.SpendAFractionOfACentAsync(_gateway, token, ("x-claude-code-session-id", session));
+        await StackFixture.StoredAsync(_gateway, 1);
+
+        var page = await _admin.SignedInPageAsync("/analytics/sessions");
+        await Assertions.Expect(page.GetByTestId("sessions-chart-table").Locator("tbody tr")).ToHaveCountAsync(1);
+        var csv = await ChartsBrowserTests.DownloadCsvAsync(page, "sessions-chart-table-csv");
+        Assert.StartsWith("\"'=HYPERLINK(\"\"evil.example\"\",\"\"x\"\")\",", csv.Split("\r\n")[1]);
+        await page.GetByTestId("sessions-chart-table").GetByRole(AriaRole.Link, new() { Name = session }).ClickAsync();
+        await Assertions.Expect(page.GetByTestId("session-id")).ToHaveTextAsync("Session " + session);
+        await Assertions.Expect(page.GetByTestId("session-requests")).ToHaveTextAsync("1");
+    }
+
+    [Fact]
     public async Task Analytics_pages_without_usage_say_what_to_do_next_and_a_bad_range_is_explained()
     {
         var page = await _admin.SignedInPageAsync("/analytics/spend");
