@@ -19,6 +19,9 @@ public static class AnalyticsApi
     /// <summary>As long as the session and agent ids the gateway records (longer headers are not recorded).</summary>
     public const int MaxIdLength = 256;
     public const int MaxLimit = 1000;
+    /// <summary>The longest range of the session pages (cache by session or agent across sessions, top sessions), and the default of the former.</summary>
+    public const int MaxSessionRangeDays = 31;
+    public const int DefaultSessionRangeDays = 7;
 
     private static readonly string[] CacheDimensions = ["model", "user", "group", "device", "session", "agent"];
     private static readonly string[] SpendDimensions = ["model", "user", "group", "device"];
@@ -46,8 +49,11 @@ public static class AnalyticsApi
     {
         var q = new QueryReader(context.Request.Query);
         var by = q.OneOf("by", CacheDimensions, "model");
-        var (from, to) = q.Range(queries.Time, TimeSpan.FromDays(1));
         var session = q.Id("session");
+        // Sessions are many: across sessions a page covers weeks, not a year. One session's agents can be read over any range.
+        var acrossSessions = by is "session" or "agent" && session is null;
+        var (from, to) = q.Range(queries.Time, TimeSpan.FromDays(1), acrossSessions ? DefaultSessionRangeDays : DefaultRangeDays,
+            acrossSessions ? MaxSessionRangeDays : MaxRangeDays);
         var limit = q.Int("limit", 1, MaxLimit, 100);
         if (q.Error is null && session is not null && by is not ("session" or "agent"))
         {
@@ -66,7 +72,7 @@ public static class AnalyticsApi
         var q = new QueryReader(context.Request.Query);
         var by = q.OneOf("by", SpendDimensions, "model");
         var period = q.OneOf("period", Periods, "day");
-        var (from, to) = q.Range(queries.Time, TimeSpan.FromDays(1));
+        var (from, to) = q.Range(queries.Time, TimeSpan.FromDays(1), DefaultRangeDays, MaxRangeDays);
         var limit = q.Int("limit", 1, MaxLimit, 20);
         if (await q.RefuseAsync(context))
         {
@@ -79,7 +85,7 @@ public static class AnalyticsApi
     private static async Task TopSessionsAsync(HttpContext context, AnalyticsQueries queries)
     {
         var q = new QueryReader(context.Request.Query);
-        var days = q.Int("days", 1, MaxRangeDays, 7);
+        var days = q.Int("days", 1, MaxSessionRangeDays, DefaultSessionRangeDays);
         var limit = q.Int("limit", 1, MaxLimit, 10);
         if (await q.RefuseAsync(context))
         {
@@ -108,7 +114,7 @@ public static class AnalyticsApi
     private static async Task ErrorsAsync(HttpContext context, AnalyticsQueries queries)
     {
         var q = new QueryReader(context.Request.Query);
-        var (from, to) = q.Range(queries.Time, TimeSpan.FromHours(1));
+        var (from, to) = q.Range(queries.Time, TimeSpan.FromHours(1), DefaultRangeDays, MaxRangeDays);
         if (await q.RefuseAsync(context))
         {
             return;
@@ -120,7 +126,7 @@ public static class AnalyticsApi
     private static async Task LatencyAsync(HttpContext context, AnalyticsQueries queries)
     {
         var q = new QueryReader(context.Request.Query);
-        var (from, to) = q.Range(queries.Time, TimeSpan.FromDays(1));
+        var (from, to) = q.Range(queries.Time, TimeSpan.FromDays(1), DefaultRangeDays, MaxRangeDays);
         if (await q.RefuseAsync(context))
         {
             return;
@@ -214,12 +220,12 @@ public static class AnalyticsApi
         /// <summary>
         /// The range asked for, rounded out to whole units of <paramref name="unit"/> (an hour or a UTC day): <c>from</c>
         /// rounded down, <c>to</c> (exclusive) rounded up. Without <c>to</c>, it ends now; without <c>from</c>, it starts
-        /// <see cref="DefaultRangeDays"/> days before its end.
+        /// <paramref name="defaultDays"/> days before its end. It covers at most <paramref name="maxDays"/> days.
         /// </summary>
-        public (DateTimeOffset From, DateTimeOffset To) Range(TimeProvider time, TimeSpan unit)
+        public (DateTimeOffset From, DateTimeOffset To) Range(TimeProvider time, TimeSpan unit, int defaultDays, int maxDays)
         {
             var to = Time("to") ?? time.GetUtcNow();
-            var from = Time("from") ?? to.AddDays(-DefaultRangeDays);
+            var from = Time("from") ?? to.AddDays(-defaultDays);
             if (Error is not null)
             {
                 return default;
@@ -234,9 +240,9 @@ public static class AnalyticsApi
             {
                 Fail("from must be before to");
             }
-            else if (end - start > TimeSpan.FromDays(MaxRangeDays))
+            else if (end - start > TimeSpan.FromDays(maxDays))
             {
-                Fail($"a range covers at most {MaxRangeDays} days");
+                Fail($"this range covers at most {maxDays} days");
             }
             return (start, end);
         }

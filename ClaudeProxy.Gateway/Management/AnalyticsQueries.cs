@@ -9,7 +9,7 @@ namespace ClaudeProxy.Gateway.Management;
 
 /// <summary>
 /// The analytics queries, one round trip each (labels apart), all on the rollups. Cache savings are priced in
-/// Postgres: each model in the rows is matched once against the price book's globs (as LIKE patterns, first family
+/// Postgres: each model recorded is matched once against the price book's globs (as LIKE patterns, first family
 /// wins, a model without a family at the book's highest prices, as its cost was), then the sums are taken per key.
 /// </summary>
 public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook prices,
@@ -26,14 +26,17 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
     private const string Counters = "sum(requests) AS requests, sum(input_tokens) AS input, sum(cache_write_5m_tokens) AS w5, " +
         "sum(cache_write_1h_tokens) AS w1, sum(cache_read_tokens) AS rd, sum(cost_usd) AS cost";
 
-    // The model's prices per million tokens; the LIKE patterns come from the price book's globs.
+    private const string RowCounters = "requests, input_tokens AS input, cache_write_5m_tokens AS w5, cache_write_1h_tokens AS w1, cache_read_tokens AS rd, cost_usd AS cost";
+
+    // The prices per million tokens of every model ever recorded (model_rollups holds them all, and is small); the LIKE
+    // patterns come from the price book's globs. Rows of a model not listed get the highest prices, as their cost did.
     private const string PriceTable =
         "fam AS (SELECT * FROM unnest(@pat::text[], @ord::int[], @pin::numeric[], @pw5::numeric[], @pw1::numeric[], @prd::numeric[]) AS f(pat, ord, pin, pw5, pw1, prd)), " +
-        "mp AS (SELECT m.model, coalesce(f.pin, @hin) AS pin, coalesce(f.pw5, @hw5) AS pw5, coalesce(f.pw1, @hw1) AS pw1, coalesce(f.prd, @hrd) AS prd " +
-        "FROM (SELECT DISTINCT model FROM src) AS m LEFT JOIN LATERAL (SELECT * FROM fam WHERE m.model LIKE fam.pat ORDER BY fam.ord LIMIT 1) AS f ON true)";
+        "mp AS (SELECT m.model, f.pin, f.pw5, f.pw1, f.prd " +
+        "FROM (SELECT DISTINCT model FROM model_rollups) AS m LEFT JOIN LATERAL (SELECT * FROM fam WHERE m.model LIKE fam.pat ORDER BY fam.ord LIMIT 1) AS f ON true)";
 
-    private const string Saved = "sum(rd * (pin - prd)) / 1000000";
-    private const string WriteExtra = "sum(w5 * (pw5 - pin) + w1 * (pw1 - pin)) / 1000000";
+    private const string Saved = "sum(rd * (coalesce(mp.pin, @hin) - coalesce(mp.prd, @hrd))) / 1000000";
+    private const string WriteExtra = "sum(w5 * (coalesce(mp.pw5, @hw5) - coalesce(mp.pin, @hin)) + w1 * (coalesce(mp.pw1, @hw1) - coalesce(mp.pin, @hin))) / 1000000";
 
     public async Task<CacheAnalytics> CacheAsync(string by, DateTimeOffset from, DateTimeOffset to, string? session, int limit, CancellationToken ct)
     {
@@ -45,16 +48,18 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
             "device" => $"SELECT device_id AS key, NULL::text AS grp, NULL::text AS label, model, {Counters} FROM usage_rollups WHERE granularity = 'd' AND {days} GROUP BY device_id, model",
             "user" => $"SELECT user_id AS key, NULL::text AS grp, NULL::text AS label, model, {Counters} FROM user_rollups WHERE {days} GROUP BY user_id, model",
             "group" => $"SELECT group_id AS key, NULL::text AS grp, NULL::text AS label, model, {Counters} FROM group_rollups WHERE {days} GROUP BY group_id, model",
-            "session" => $"SELECT session_id AS key, NULL::text AS grp, max(coalesce(user_email, device_id)) AS label, model, {Counters} FROM session_rollups WHERE {sessionRange} GROUP BY session_id, model",
+            // Sessions' rows are summed once, in k (grouping them by model first would hardly shrink them).
+            "session" => $"SELECT session_id AS key, NULL::text AS grp, coalesce(user_email, device_id) AS label, model, {RowCounters} FROM session_rollups WHERE {sessionRange}",
             // Without a session, the same agent id in two sessions is two rows: the session is the label.
-            _ => $"SELECT agent_id AS key, session_id AS grp, session_id AS label, model, {Counters} FROM session_rollups WHERE {sessionRange} GROUP BY session_id, agent_id, model",
+            _ => $"SELECT agent_id AS key, session_id AS grp, session_id AS label, model, {RowCounters} FROM session_rollups WHERE {sessionRange}",
         };
         var sql = $"WITH src AS ({source}), {PriceTable}, " +
             $"k AS (SELECT key, grp, max(label) AS label, sum(requests) AS requests, sum(input) AS input, sum(w5) AS w5, sum(w1) AS w1, sum(rd) AS rd, " +
-            $"sum(cost) AS cost, {Saved} AS saved, {WriteExtra} AS extra FROM src JOIN mp USING (model) GROUP BY key, grp) " +
+            $"sum(cost) AS cost, {Saved} AS saved, {WriteExtra} AS extra FROM src LEFT JOIN mp USING (model) GROUP BY key, grp) " +
             "(SELECT false AS total, key, label, requests, input, w5, w1, rd, cost, saved, extra FROM k ORDER BY saved - extra DESC, key, grp LIMIT @limit) " +
             "UNION ALL SELECT true, NULL, NULL, sum(requests), sum(input), sum(w5), sum(w1), sum(rd), sum(cost), sum(saved), sum(extra) FROM k";
-        await using var command = dataSource.CreateCommand(sql);
+        await using var read = await ReadAsync(sql, ct);
+        var command = read.Command;
         AddPrices(command);
         command.Parameters.AddWithValue("from", from);
         command.Parameters.AddWithValue("to", to);
@@ -111,8 +116,9 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
             "UNION ALL SELECT bucket, key, requests, cost FROM src WHERE key IN (SELECT key FROM top)";
         var points = new List<SpendPoint>();
         var totals = new List<SpendKeyTotal>();
-        await using (var command = dataSource.CreateCommand(sql))
+        await using (var read = await ReadAsync(sql, ct))
         {
+            var command = read.Command;
             command.Parameters.AddWithValue("from", from);
             command.Parameters.AddWithValue("to", to);
             command.Parameters.AddWithValue("limit", limit);
@@ -149,7 +155,8 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
         var now = time.GetUtcNow();
         var monthStart = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero);
         var monthEnd = monthStart.AddMonths(1);
-        await using var command = dataSource.CreateCommand("SELECT coalesce(sum(cost_usd), 0) FROM model_rollups WHERE bucket_start >= @from AND bucket_start < @to");
+        await using var read = await ReadAsync("SELECT coalesce(sum(cost_usd), 0) FROM model_rollups WHERE bucket_start >= @from AND bucket_start < @to", ct);
+        var command = read.Command;
         command.Parameters.AddWithValue("from", monthStart);
         command.Parameters.AddWithValue("to", monthEnd);
         var spent = (decimal)(await command.ExecuteScalarAsync(ct))!;
@@ -159,19 +166,27 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
         return new SpendProjection(monthStart, monthEnd, spent, Math.Round(rate, 6), Math.Round(projected, 6));
     }
 
+    /// <summary>
+    /// The costliest sessions active (any request answered) in the last <paramref name="days"/> days, with the figures of
+    /// their whole life. The candidates are ranked by the cost of their rows active in those days (read from the
+    /// covering index on <c>last_seen</c>); three times <paramref name="limit"/> of them are then summed whole and ranked again.
+    /// </summary>
     public async Task<List<SessionSummary>> TopSessionsAsync(int days, int limit, CancellationToken ct)
     {
         var since = time.GetUtcNow().AddDays(-days);
-        var sql = "WITH active AS (SELECT DISTINCT session_id FROM session_rollups WHERE last_seen >= @since), " +
-            "src AS (SELECT r.* , r.cache_write_5m_tokens AS w5, r.cache_write_1h_tokens AS w1, r.cache_read_tokens AS rd FROM session_rollups r JOIN active USING (session_id)), " +
+        var sql = "WITH ranked AS (SELECT session_id FROM session_rollups WHERE last_seen >= @since GROUP BY session_id ORDER BY sum(cost_usd) DESC, session_id LIMIT @candidates), " +
+            "src AS (SELECT r.*, r.cache_write_5m_tokens AS w5, r.cache_write_1h_tokens AS w1, r.cache_read_tokens AS rd FROM session_rollups r " +
+            "WHERE r.session_id IN (SELECT session_id FROM ranked)), " +
             $"{PriceTable} " +
             "SELECT session_id, min(device_id) FILTER (WHERE agent_id = ''), min(device_id), max(user_email), min(first_seen), max(last_seen), sum(requests), " +
             $"count(DISTINCT agent_id) FILTER (WHERE agent_id <> ''), sum(cost_usd), {Saved} " +
-            "FROM src JOIN mp USING (model) GROUP BY session_id ORDER BY sum(cost_usd) DESC, session_id LIMIT @limit";
-        await using var command = dataSource.CreateCommand(sql);
+            "FROM src LEFT JOIN mp USING (model) GROUP BY session_id ORDER BY sum(cost_usd) DESC, session_id LIMIT @limit";
+        await using var read = await ReadAsync(sql, ct);
+        var command = read.Command;
         AddPrices(command);
         command.Parameters.AddWithValue("since", since);
         command.Parameters.AddWithValue("limit", limit);
+        command.Parameters.AddWithValue("candidates", limit * 3);
         var sessions = new List<SessionSummary>();
         await using var reader = await command.ExecuteReaderAsync(ct);
         while (await reader.ReadAsync(ct))
@@ -190,8 +205,9 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
         var sql = "WITH src AS (SELECT *, cache_write_5m_tokens AS w5, cache_write_1h_tokens AS w1, cache_read_tokens AS rd FROM session_rollups WHERE session_id = @session), " +
             $"{PriceTable} " +
             "SELECT agent_id, device_id, user_email, parent_agent_id, first_seen, last_seen, requests, input_tokens, output_tokens, w5, w1, rd, cost_usd, " +
-            "rd * (pin - prd) / 1000000 FROM src JOIN mp USING (model) ORDER BY agent_id, first_seen";
-        await using var command = dataSource.CreateCommand(sql);
+            "rd * (coalesce(mp.pin, @hin) - coalesce(mp.prd, @hrd)) / 1000000 FROM src LEFT JOIN mp USING (model) ORDER BY agent_id, first_seen";
+        await using var read = await ReadAsync(sql, ct);
+        var command = read.Command;
         AddPrices(command);
         command.Parameters.AddWithValue("session", sessionId);
         var agents = new Dictionary<string, AgentNode>(StringComparer.Ordinal);
@@ -306,7 +322,8 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
             "FROM model_rollups WHERE bucket_start >= @from AND bucket_start < @to GROUP BY 1, 2, 3 " +
             $"UNION ALL SELECT date_trunc('{unit}', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', 0, false, reason, sum(requests) " +
             "FROM refusal_rollups WHERE bucket_start >= @from AND bucket_start < @to GROUP BY 1, 4";
-        await using var command = dataSource.CreateCommand(sql);
+        await using var read = await ReadAsync(sql, ct);
+        var command = read.Command;
         command.Parameters.AddWithValue("from", from);
         command.Parameters.AddWithValue("to", to);
         long all = 0;
@@ -338,8 +355,9 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
 
     public async Task<LatencyAnalytics> LatencyAsync(DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
     {
-        await using var command = dataSource.CreateCommand(
-            "SELECT model, bucket, sum(requests) FROM ttft_rollups WHERE bucket_start >= @from AND bucket_start < @to GROUP BY model, bucket ORDER BY model, bucket");
+        await using var read = await ReadAsync(
+            "SELECT model, bucket, sum(requests) FROM ttft_rollups WHERE bucket_start >= @from AND bucket_start < @to GROUP BY model, bucket ORDER BY model, bucket", ct);
+        var command = read.Command;
         command.Parameters.AddWithValue("from", from);
         command.Parameters.AddWithValue("to", to);
         var histograms = new Dictionary<string, List<(int Bucket, long Count)>>(StringComparer.Ordinal);
@@ -402,7 +420,8 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
         {
             return labels;
         }
-        await using var command = dataSource.CreateCommand(sql);
+        await using var read = await ReadAsync(sql, ct);
+        var command = read.Command;
         command.Parameters.AddWithValue("keys", keys);
         await using var reader = await command.ExecuteReaderAsync(ct);
         while (await reader.ReadAsync(ct))
@@ -460,6 +479,42 @@ public sealed class AnalyticsQueries(NpgsqlDataSource dataSource, PriceBook pric
             });
         }
         return like.ToString();
+    }
+
+    /// <summary>
+    /// A command in a read-only transaction of its own, with the settings these reads need: no JIT compilation (it costs
+    /// more than these queries take), room to aggregate in memory, and a bound on how long one page may hold Postgres.
+    /// </summary>
+    private async Task<Read> ReadAsync(string sql, CancellationToken ct)
+    {
+        var connection = await dataSource.OpenConnectionAsync(ct);
+        try
+        {
+            var transaction = await connection.BeginTransactionAsync(System.Data.IsolationLevel.ReadCommitted, ct);
+            await using (var settings = new NpgsqlCommand(
+                "SET TRANSACTION READ ONLY; SET LOCAL jit = off; SET LOCAL work_mem = '64MB'; SET LOCAL statement_timeout = '20s'", connection, transaction))
+            {
+                await settings.ExecuteNonQueryAsync(ct);
+            }
+            return new Read(connection, transaction, new NpgsqlCommand(sql, connection, transaction));
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    private sealed class Read(NpgsqlConnection connection, NpgsqlTransaction transaction, NpgsqlCommand command) : IAsyncDisposable
+    {
+        public NpgsqlCommand Command => command;
+
+        public async ValueTask DisposeAsync()
+        {
+            await command.DisposeAsync();
+            await transaction.DisposeAsync();
+            await connection.DisposeAsync();
+        }
     }
 
     private static long Long(NpgsqlDataReader reader, int i) => reader.IsDBNull(i) ? 0 : Convert.ToInt64(reader.GetValue(i), System.Globalization.CultureInfo.InvariantCulture);

@@ -436,12 +436,15 @@ public sealed class AnalyticsApiTests(StackFixture fx) : IClassFixture<StackFixt
     [InlineData("/manage/v1/analytics/cache?from=0001-01-01&to=0001-01-02")]
     [InlineData("/manage/v1/analytics/cache?from=9999-12-30&to=9999-12-31T23:59:59Z")]
     [InlineData("/manage/v1/analytics/cache?from=2024-01-01&to=2026-01-01")]
+    [InlineData("/manage/v1/analytics/cache?by=session&from=2026-09-01&to=2026-11-01")]
+    [InlineData("/manage/v1/analytics/cache?by=agent&from=2026-09-01&to=2026-11-01")]
     [InlineData("/manage/v1/analytics/spend?by=session")]
     [InlineData("/manage/v1/analytics/spend?period=year")]
     [InlineData("/manage/v1/analytics/spend?period=")]
     [InlineData("/manage/v1/analytics/spend?limit=-1")]
     [InlineData("/manage/v1/analytics/sessions/top?days=-7")]
     [InlineData("/manage/v1/analytics/sessions/top?days=100000")]
+    [InlineData("/manage/v1/analytics/sessions/top?days=32")]
     [InlineData("/manage/v1/analytics/sessions/top?days=1e3")]
     [InlineData("/manage/v1/analytics/sessions/top?limit=2147483648")]
     [InlineData("/manage/v1/analytics/sessions/top?limit=ten")]
@@ -476,9 +479,12 @@ public sealed class AnalyticsApiTests(StackFixture fx) : IClassFixture<StackFixt
         // Odd but well-formed input is answered, not refused.
         using var odd = await manage.GetAsync("/manage/v1/analytics/sessions/%27%3B%20DROP%20TABLE%20session_rollups%3B--").WaitAsync(TimeSpan.FromSeconds(60));
         await Http.AssertErrorAsync(odd, 404, "not_found_error");
+        var tenDaysAgo = Uri.EscapeDataString(DateTimeOffset.UtcNow.AddDays(-10).ToOffset(TimeSpan.FromHours(5)).ToString("yyyy-MM-ddTHH:mm:sszzz", System.Globalization.CultureInfo.InvariantCulture));
         foreach (var by in new[] { "model", "user", "group", "device", "session", "agent" })
         {
-            await GetAsync<CacheAnalytics>(gateway, $"/manage/v1/analytics/cache?by={by}&from=2026-01-01T00:00:00%2B05:00");
+            var page = await GetAsync<CacheAnalytics>(gateway, $"/manage/v1/analytics/cache?by={by}&from={tenDaysAgo}");
+            Assert.Equal(TimeSpan.Zero, page.From.Offset);
+            Assert.Equal(TimeSpan.Zero, page.From.TimeOfDay);
         }
         using var noKey = new HttpClient { BaseAddress = gateway.ManagementUrl };
         using var refused = await noKey.GetAsync("/manage/v1/analytics/cache").WaitAsync(TimeSpan.FromSeconds(60));

@@ -134,9 +134,22 @@ namespace ClaudeProxy.Data.Migrations
                 });
 
             migrationBuilder.CreateIndex(
+                name: "IX_usage_rollups_granularity_bucket_start",
+                table: "usage_rollups",
+                columns: new[] { "granularity", "bucket_start" })
+                .Annotation("Npgsql:IndexInclude", new[] { "device_id", "model", "requests", "input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens", "cost_usd" });
+
+            migrationBuilder.CreateIndex(
                 name: "IX_session_rollups_last_seen",
                 table: "session_rollups",
-                column: "last_seen");
+                column: "last_seen")
+                .Annotation("Npgsql:IndexInclude", new[] { "first_seen", "session_id", "agent_id", "model", "requests", "input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens", "cost_usd", "device_id", "user_email" });
+
+            migrationBuilder.CreateIndex(
+                name: "IX_user_rollups_bucket_start",
+                table: "user_rollups",
+                column: "bucket_start")
+                .Annotation("Npgsql:IndexInclude", new[] { "user_id", "model", "requests", "input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens", "cost_usd" });
         }
 
         /// <inheritdoc />
@@ -159,6 +172,10 @@ namespace ClaudeProxy.Data.Migrations
 
             migrationBuilder.DropTable(
                 name: "user_rollups");
+
+            migrationBuilder.DropIndex(
+                name: "IX_usage_rollups_granularity_bucket_start",
+                table: "usage_rollups");
 
             migrationBuilder.DropColumn(
                 name: "parent_agent_id",

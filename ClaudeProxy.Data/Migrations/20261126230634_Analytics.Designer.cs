@@ -13,7 +13,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace ClaudeProxy.Data.Migrations
 {
     [DbContext(typeof(GatewayDbContext))]
-    [Migration("20261126224706_Analytics")]
+    [Migration("20261126230634_Analytics")]
     partial class Analytics
     {
         /// <inheritdoc />
@@ -618,6 +618,8 @@ namespace ClaudeProxy.Data.Migrations
                     b.HasIndex("LastSeen")
                         .HasDatabaseName("IX_session_rollups_last_seen");
 
+                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("LastSeen"), new[] { "FirstSeen", "SessionId", "AgentId", "Model", "Requests", "InputTokens", "CacheWrite5mTokens", "CacheWrite1hTokens", "CacheReadTokens", "CostUsd", "DeviceId", "UserEmail" });
+
                     b.ToTable("session_rollups", (string)null);
                 });
 
@@ -803,6 +805,11 @@ namespace ClaudeProxy.Data.Migrations
                     b.HasKey("Granularity", "BucketStart", "DeviceId", "Model")
                         .HasName("PK_usage_rollups");
 
+                    b.HasIndex("Granularity", "BucketStart")
+                        .HasDatabaseName("IX_usage_rollups_granularity_bucket_start");
+
+                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("Granularity", "BucketStart"), new[] { "DeviceId", "Model", "Requests", "InputTokens", "CacheWrite5mTokens", "CacheWrite1hTokens", "CacheReadTokens", "CostUsd" });
+
                     b.HasIndex("Granularity", "DeviceId", "BucketStart")
                         .HasDatabaseName("IX_usage_rollups_granularity_device_id_bucket_start");
 
@@ -919,6 +926,11 @@ namespace ClaudeProxy.Data.Migrations
 
                     b.HasKey("BucketStart", "UserId", "Model")
                         .HasName("PK_user_rollups");
+
+                    b.HasIndex("BucketStart")
+                        .HasDatabaseName("IX_user_rollups_bucket_start");
+
+                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("BucketStart"), new[] { "UserId", "Model", "Requests", "InputTokens", "CacheWrite5mTokens", "CacheWrite1hTokens", "CacheReadTokens", "CostUsd" });
 
                     b.ToTable("user_rollups", (string)null);
                 });
