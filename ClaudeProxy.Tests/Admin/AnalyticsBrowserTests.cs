@@ -236,7 +236,7 @@ public sealed class AnalyticsBrowserTests(StackFixture fx) : IClassFixture<Stack
 
         await page.GotoAsync(_admin.Url + "/analytics/errors");
         await Assertions.Expect(page.GetByTestId("error-rates-chart-empty")).ToContainTextAsync("No errors in this period");
-        await Assertions.Expect(page.GetByTestId("latency-chart-empty")).ToContainTextAsync("No streamed requests in this period");
+        await Assertions.Expect(page.GetByTestId("latency-chart-empty")).ToContainTextAsync("No answered messages in this period");
         await AdminBrowser.ShotAsync(page, "analytics-errors-latency-empty");
 
         // A range that ends before it starts is explained, not sent.
