@@ -69,7 +69,7 @@ public sealed class GroupsBrowserTests(StackFixture fx) : IClassFixture<StackFix
         await TypeAsync(page, "member-cap", "5");
         await TypeAsync(page, "pool-cap", "10");
         await page.GetByTestId("save-caps").ClickAsync();
-        await Assertions.Expect(page.GetByTestId("pool-text")).ToHaveTextAsync("$0.0000 / $10.00");
+        await Assertions.Expect(page.GetByTestId("pool-text")).ToHaveTextAsync("$0 / $10.00");
         await using (var db = await DbAsync())
         {
             var caps = await db.SpendLimits.AsNoTracking().OrderBy(s => s.PooledBudget).Select(s => new { s.PooledBudget, s.AmountCents }).ToListAsync();
