@@ -26,7 +26,7 @@ public sealed partial class ManagementClient
 
     /// <summary>One session with its subagents as a tree.</summary>
     public Task<SessionTree> SessionTreeAsync(string id, CancellationToken ct = default) =>
-        GetAsync<SessionTree>($"/manage/v1/analytics/sessions/{Uri.EscapeDataString(id)}", ct);
+        GetAsync<SessionTree>($"/manage/v1/analytics/sessions?id={Uri.EscapeDataString(id)}", ct);
 
     public Task<ErrorAnalytics> ErrorAnalyticsAsync(DateTimeOffset from, DateTimeOffset to, CancellationToken ct = default) =>
         GetAsync<ErrorAnalytics>($"/manage/v1/analytics/errors?{Range(from, to)}", ct);

@@ -39,6 +39,9 @@ public static class AnalyticsApi
             .WithSummary("The costliest Claude Code sessions active in the last days (query: days, limit)");
         analytics.MapGet("/sessions/{id}", SessionAsync).Produces<SessionTree>()
             .WithSummary("One Claude Code session with its subagents as a tree");
+        // A session id is the client's text and may hold a '/', which a path segment cannot carry: the query can.
+        analytics.MapGet("/sessions", SessionByQueryAsync).Produces<SessionTree>()
+            .WithSummary("One Claude Code session with its subagents as a tree (query: id)");
         analytics.MapGet("/errors", ErrorsAsync).Produces<ErrorAnalytics>()
             .WithSummary("Upstream errors and the gateway's refusals by reason, against every request in the range (query: from, to)");
         analytics.MapGet("/latency", LatencyAsync).Produces<LatencyAnalytics>()
@@ -99,6 +102,16 @@ public static class AnalyticsApi
         }
         var answer = await queries.TopSessionsAsync(days, limit, context.RequestAborted);
         await context.Response.WriteAsJsonAsync(answer, context.RequestAborted);
+    }
+
+    private static async Task SessionByQueryAsync(HttpContext context, AnalyticsQueries queries)
+    {
+        if (context.Request.Query["id"] is not [{ } id])
+        {
+            await ApiErrors.WriteAsync(context, 400, "give the session as one id query parameter: /manage/v1/analytics/sessions?id=...");
+            return;
+        }
+        await SessionAsync(id, context, queries);
     }
 
     private static async Task SessionAsync(string id, HttpContext context, AnalyticsQueries queries)

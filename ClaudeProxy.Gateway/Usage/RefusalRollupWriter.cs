@@ -37,7 +37,14 @@ public sealed partial class RefusalRollupWriter(NpgsqlDataSource dataSource, Gat
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken);
-        await FlushAsync(cancellationToken);
+        try
+        {
+            await FlushAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            // The stop's time is up: the counts of the last interval are lost, as when the process dies.
+        }
     }
 
     /// <summary>Stores what was counted since the last flush; returns false (and keeps the counts) when Postgres could not take them.</summary>

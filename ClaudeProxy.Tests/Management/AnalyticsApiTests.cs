@@ -464,6 +464,28 @@ public sealed class AnalyticsApiTests(StackFixture fx) : IClassFixture<StackFixt
     }
 
     [Fact]
+    public async Task A_session_whose_id_holds_a_slash_opens_by_query_and_a_missing_or_repeated_id_is_a_400()
+    {
+        var db = await fx.Postgres.CreateDatabaseAsync();
+        var gateway = await GatewayAsync(db);
+        var session = "team/" + Guid.NewGuid().ToString("N");
+        Assert.Equal(HttpStatusCode.OK, await SendAsync(gateway, Person(UserId()), Sonnet, [.. Usage(100, 10, 0, 0, 0), ("x-claude-code-session-id", session)]));
+        await StackFixture.StoredAsync(gateway, 1);
+
+        var tree = await GetAsync<SessionTree>(gateway, "/manage/v1/analytics/sessions?id=" + Uri.EscapeDataString(session));
+        Assert.Equal(session, tree.Session.SessionId);
+        Assert.Equal(1, tree.Session.Requests);
+        using var manage = Manage(gateway);
+        foreach (var query in new[] { "", "?id=", "?id=a&id=b", "?id=" + new string('s', AnalyticsApi.MaxIdLength + 1) })
+        {
+            using var refused = await manage.GetAsync("/manage/v1/analytics/sessions" + query).WaitAsync(TimeSpan.FromSeconds(60));
+            await Http.AssertErrorAsync(refused, 400, "invalid_request_error");
+        }
+        using var unknown = await manage.GetAsync("/manage/v1/analytics/sessions?id=no%2Fsuch").WaitAsync(TimeSpan.FromSeconds(60));
+        await Http.AssertErrorAsync(unknown, 404, "not_found_error");
+    }
+
+    [Fact]
     public async Task An_unknown_session_is_a_404_and_an_oversized_id_a_400()
     {
         var gateway = await SharedGatewayAsync();
