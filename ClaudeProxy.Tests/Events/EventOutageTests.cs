@@ -59,4 +59,45 @@ public sealed class EventOutageTests(StackFixture fx) : IClassFixture<StackFixtu
         Assert.False(string.IsNullOrEmpty(instance));
         Assert.Equal(instance, back.Json.GetProperty("data").GetProperty("instance").GetString());
     }
+
+    [Fact]
+    public async Task Redis_lost_and_back_are_delivered_once_each_with_the_instance()
+    {
+        var gateway = await fx.GatewayAsync(await fx.Postgres.CreateDatabaseAsync(), s =>
+        {
+            s["ADMIN_API_KEY"] = TestSecrets.OperatorKey;
+            (s["WEBHOOK_POLL_MS"], s["WEBHOOK_RETRY_INITIAL_MS"], s["WEBHOOK_RETRY_MAX_MS"]) = ("200", "100", "300");
+        });
+        await using var receiver = await WebhookReceiver.StartAsync();
+        using var manage = new HttpClient { BaseAddress = gateway.ManagementUrl };
+        manage.DefaultRequestHeaders.Authorization = new("Bearer", TestSecrets.OperatorKey);
+        using (var created = await manage.PostAsync("/manage/v1/webhooks", new StringContent(JsonSerializer.Serialize(new
+        {
+            url = receiver.Url.ToString(), events = new[] { EventTypes.RedisLost, EventTypes.RedisBack },
+        }), Encoding.UTF8, "application/json")))
+        {
+            created.EnsureSuccessStatusCode();
+        }
+
+        var health = gateway.Services.GetRequiredService<BackgroundHealth>();
+        await fx.Redis.StopAsync();
+        try
+        {
+            // The heartbeat is the one that tells: it fails within its interval.
+            await health.WaitForAsync(Gateway.Management.GatewayInstances.Service, failing: true).WaitAsync(TimeSpan.FromSeconds(60));
+        }
+        finally
+        {
+            await fx.Redis.StartAgainAsync();
+        }
+        var lost = await receiver.NextAsync(TimeSpan.FromSeconds(60));
+        var back = await receiver.NextAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal([EventTypes.RedisLost, EventTypes.RedisBack], new[] { lost.Type, back.Type });
+        var instance = lost.Json.GetProperty("data").GetProperty("instance").GetString();
+        Assert.False(string.IsNullOrEmpty(instance));
+        Assert.Equal(instance, back.Json.GetProperty("data").GetProperty("instance").GetString());
+        Assert.False(string.IsNullOrEmpty(lost.Json.GetProperty("data").GetProperty("reason").GetString()));
+        // One episode, told once: nothing more arrives.
+        Assert.Empty(receiver.Drain());
+    }
 }

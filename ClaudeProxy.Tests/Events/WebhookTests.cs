@@ -132,6 +132,55 @@ public sealed class WebhookTests(StackFixture fx) : IClassFixture<StackFixture>
     }
 
     [Fact]
+    public async Task Enrolment_waiting_approval_and_a_persons_deactivation_and_reactivation_are_delivered()
+    {
+        var db = await fx.Postgres.CreateDatabaseAsync();
+        var gateway = await fx.GatewayAsync(db, s =>
+        {
+            s["ADMIN_API_KEY"] = TestSecrets.OperatorKey;
+            (s["WEBHOOK_POLL_MS"], s["WEBHOOK_RETRY_INITIAL_MS"], s["WEBHOOK_RETRY_MAX_MS"]) = ("200", "100", "300");
+            s["BOOTSTRAP_MODE"] = "approval";
+        });
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var (_, secret) = await CreateAsync(gateway, receiver,
+            [EventTypes.DevicePendingApproval, EventTypes.DeviceApproved, EventTypes.DeviceEnrolled, EventTypes.UserDeactivated, EventTypes.UserReactivated]);
+        using var manage = Manage(gateway);
+
+        // A new laptop asks for a token and waits for an operator.
+        var laptop = TestSecrets.DeviceId("pending");
+        using (var pending = await gateway.Client.PostAsync("/bootstrap", Json(new { device_id = laptop })))
+        {
+            await Http.AssertErrorAsync(pending, 401, "authentication_error");
+        }
+        var waiting = await receiver.NextAsync();
+        (await manage.PostAsync($"/manage/v1/devices/{laptop}/approve", null)).EnsureSuccessStatusCode();
+        var approved = await receiver.NextAsync();
+        // An operator registers another by hand.
+        var registeredId = TestSecrets.DeviceId("registered");
+        (await manage.PostAsync("/manage/v1/devices", Json(new { device_id = registeredId }))).EnsureSuccessStatusCode();
+        var registered = await receiver.NextAsync();
+        // A person leaves the company, and comes back.
+        var user = "usr_" + Guid.NewGuid().ToString("N")[..16];
+        await fx.ExecuteAsync(db, "INSERT INTO users (user_id, issuer, subject, email, name, groups, status, first_seen, last_seen) " +
+            $"VALUES ('{user}', 'https://idp', '{user}', 'leaver@example.com', 'Leaver', '{{}}', 'active', now(), now())");
+        (await manage.PostAsync($"/manage/v1/users/{user}/deactivate", null)).EnsureSuccessStatusCode();
+        var deactivated = await receiver.NextAsync();
+        (await manage.PostAsync($"/manage/v1/users/{user}/reactivate", null)).EnsureSuccessStatusCode();
+        var reactivated = await receiver.NextAsync();
+
+        Assert.Equal([EventTypes.DevicePendingApproval, EventTypes.DeviceApproved, EventTypes.DeviceEnrolled, EventTypes.UserDeactivated, EventTypes.UserReactivated],
+            new[] { waiting.Type, approved.Type, registered.Type, deactivated.Type, reactivated.Type });
+        Assert.All(new[] { waiting, approved, registered, deactivated, reactivated }, r => Assert.True(r.SignedWith(secret)));
+        Assert.Equal(laptop, waiting.Json.GetProperty("data").GetProperty("device_id").GetString());
+        Assert.Equal(laptop, approved.Json.GetProperty("data").GetProperty("device_id").GetString());
+        Assert.Equal(registeredId, registered.Json.GetProperty("data").GetProperty("device_id").GetString());
+        Assert.Equal(user, deactivated.Json.GetProperty("data").GetProperty("user_id").GetString());
+        Assert.Equal(user, reactivated.Json.GetProperty("data").GetProperty("user_id").GetString());
+        // Each told once.
+        Assert.Empty(receiver.Drain());
+    }
+
+    [Fact]
     public async Task Revoking_and_restoring_a_device_and_changing_its_policy_are_delivered()
     {
         var gateway = await GatewayAsync(await fx.Postgres.CreateDatabaseAsync());
