@@ -96,42 +96,6 @@ public sealed partial class EventWriter(GatewayEvents events, NpgsqlDataSource d
         await transaction.CommitAsync(cancellationToken);
     }
 
-    /// <summary>A count that can be awaited.</summary>
-    private sealed class Progress
-    {
-        private long _value;
-        private readonly List<(long Count, TaskCompletionSource Done)> _waiters = [];
-
-        public long Value => Interlocked.Read(ref _value);
-
-        public void Add(long n)
-        {
-            var value = Interlocked.Add(ref _value, n);
-            lock (_waiters)
-            {
-                foreach (var w in _waiters.Where(w => w.Count <= value))
-                {
-                    w.Done.TrySetResult();
-                }
-                _waiters.RemoveAll(w => w.Count <= value);
-            }
-        }
-
-        public Task WaitFor(long count)
-        {
-            lock (_waiters)
-            {
-                if (Value >= count)
-                {
-                    return Task.CompletedTask;
-                }
-                var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                _waiters.Add((count, done));
-                return done.Task;
-            }
-        }
-    }
-
     [LoggerMessage(Level = LogLevel.Warning, Message = "Events cannot be stored ({Reason}): {Count} in hand and the queue behind them wait in memory, with their time, until Postgres takes them")]
     private static partial void LogFailed(ILogger logger, int count, string reason);
 

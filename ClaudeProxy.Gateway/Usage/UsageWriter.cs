@@ -621,42 +621,6 @@ public sealed partial class UsageWriter : BackgroundService, IUsageSink, IHosted
         public IReadOnlyList<UsageEvent>? Remaining { get; } = remaining;
     }
 
-    /// <summary>A count that tests and callers can wait on.</summary>
-    private sealed class Progress
-    {
-        private readonly List<(long Count, TaskCompletionSource Done)> _waiters = [];
-        private long _value;
-
-        public long Value => Interlocked.Read(ref _value);
-
-        public void Add(long added)
-        {
-            var value = Interlocked.Add(ref _value, added);
-            lock (_waiters)
-            {
-                foreach (var (_, done) in _waiters.Where(w => w.Count <= value))
-                {
-                    done.TrySetResult();
-                }
-                _waiters.RemoveAll(w => w.Count <= value);
-            }
-        }
-
-        public Task WaitFor(long count)
-        {
-            lock (_waiters)
-            {
-                if (Value >= count)
-                {
-                    return Task.CompletedTask;
-                }
-                var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                _waiters.Add((count, done));
-                return done.Task;
-            }
-        }
-    }
-
     [LoggerMessage(Level = LogLevel.Warning, Message = "Postgres is unavailable ({Reason}): usage events go to the spool file until it is back")]
     private static partial void LogDatabaseDown(ILogger logger, string reason);
 

@@ -14,24 +14,29 @@ namespace ClaudeProxy.Tests.Events;
 /// </summary>
 public sealed class EventOutageTests(StackFixture fx) : IClassFixture<StackFixture>
 {
+    private async Task<GatewayHost> GatewayAsync() => await fx.GatewayAsync(await fx.Postgres.CreateDatabaseAsync(), s =>
+    {
+        s["ADMIN_API_KEY"] = TestSecrets.OperatorKey;
+        (s["WEBHOOK_POLL_MS"], s["WEBHOOK_RETRY_INITIAL_MS"], s["WEBHOOK_RETRY_MAX_MS"]) = ("200", "100", "300");
+    });
+
+    /// <summary>A receiver registered as a webhook for <paramref name="events"/>.</summary>
+    private static async Task<WebhookReceiver> ReceiverAsync(GatewayHost gateway, params string[] events)
+    {
+        var receiver = await WebhookReceiver.StartAsync();
+        using var manage = new HttpClient { BaseAddress = gateway.ManagementUrl };
+        manage.DefaultRequestHeaders.Authorization = new("Bearer", TestSecrets.OperatorKey);
+        using var created = await manage.PostAsync("/manage/v1/webhooks", new StringContent(JsonSerializer.Serialize(new { url = receiver.Url.ToString(), events }),
+            Encoding.UTF8, "application/json"));
+        created.EnsureSuccessStatusCode();
+        return receiver;
+    }
+
     [Fact]
     public async Task Postgres_lost_and_back_are_delivered_after_the_outage_with_the_time_it_began()
     {
-        var gateway = await fx.GatewayAsync(await fx.Postgres.CreateDatabaseAsync(), s =>
-        {
-            s["ADMIN_API_KEY"] = TestSecrets.OperatorKey;
-            (s["WEBHOOK_POLL_MS"], s["WEBHOOK_RETRY_INITIAL_MS"], s["WEBHOOK_RETRY_MAX_MS"]) = ("200", "100", "300");
-        });
-        await using var receiver = await WebhookReceiver.StartAsync();
-        using var manage = new HttpClient { BaseAddress = gateway.ManagementUrl };
-        manage.DefaultRequestHeaders.Authorization = new("Bearer", TestSecrets.OperatorKey);
-        using (var created = await manage.PostAsync("/manage/v1/webhooks", new StringContent(JsonSerializer.Serialize(new
-        {
-            url = receiver.Url.ToString(), events = new[] { EventTypes.PostgresLost, EventTypes.PostgresBack },
-        }), Encoding.UTF8, "application/json")))
-        {
-            created.EnsureSuccessStatusCode();
-        }
+        var gateway = await GatewayAsync();
+        await using var receiver = await ReceiverAsync(gateway, EventTypes.PostgresLost, EventTypes.PostgresBack);
 
         var health = gateway.Services.GetRequiredService<BackgroundHealth>();
         DateTimeOffset restarted;
@@ -63,21 +68,8 @@ public sealed class EventOutageTests(StackFixture fx) : IClassFixture<StackFixtu
     [Fact]
     public async Task Redis_lost_and_back_are_delivered_once_each_with_the_instance()
     {
-        var gateway = await fx.GatewayAsync(await fx.Postgres.CreateDatabaseAsync(), s =>
-        {
-            s["ADMIN_API_KEY"] = TestSecrets.OperatorKey;
-            (s["WEBHOOK_POLL_MS"], s["WEBHOOK_RETRY_INITIAL_MS"], s["WEBHOOK_RETRY_MAX_MS"]) = ("200", "100", "300");
-        });
-        await using var receiver = await WebhookReceiver.StartAsync();
-        using var manage = new HttpClient { BaseAddress = gateway.ManagementUrl };
-        manage.DefaultRequestHeaders.Authorization = new("Bearer", TestSecrets.OperatorKey);
-        using (var created = await manage.PostAsync("/manage/v1/webhooks", new StringContent(JsonSerializer.Serialize(new
-        {
-            url = receiver.Url.ToString(), events = new[] { EventTypes.RedisLost, EventTypes.RedisBack },
-        }), Encoding.UTF8, "application/json")))
-        {
-            created.EnsureSuccessStatusCode();
-        }
+        var gateway = await GatewayAsync();
+        await using var receiver = await ReceiverAsync(gateway, EventTypes.RedisLost, EventTypes.RedisBack);
 
         var health = gateway.Services.GetRequiredService<BackgroundHealth>();
         await fx.Redis.StopAsync();
