@@ -5,19 +5,30 @@ internal sealed class Progress
 {
     private readonly List<(long Count, TaskCompletionSource Done)> _waiters = [];
     private long _value;
+    // Waiters registered or registering: while none are, Add takes no lock. Each side changes its own variable with a
+    // full fence before reading the other's, so a waiter either sees the new value or is seen by Add.
+    private int _waiting;
 
     public long Value => Interlocked.Read(ref _value);
 
     public void Add(long added)
     {
         var value = Interlocked.Add(ref _value, added);
+        if (Volatile.Read(ref _waiting) == 0)
+        {
+            return;
+        }
         lock (_waiters)
         {
-            foreach (var (_, done) in _waiters.Where(w => w.Count <= value))
+            for (var i = _waiters.Count - 1; i >= 0; i--)
             {
-                done.TrySetResult();
+                if (_waiters[i].Count <= value)
+                {
+                    _waiters[i].Done.TrySetResult();
+                    _waiters.RemoveAt(i);
+                    Interlocked.Decrement(ref _waiting);
+                }
             }
-            _waiters.RemoveAll(w => w.Count <= value);
         }
     }
 
@@ -26,8 +37,10 @@ internal sealed class Progress
     {
         lock (_waiters)
         {
+            Interlocked.Increment(ref _waiting);
             if (Value >= count)
             {
+                Interlocked.Decrement(ref _waiting);
                 return Task.CompletedTask;
             }
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -172,9 +172,8 @@ public sealed partial class ProxyHandler(
     }
 
     /// <summary>
-    /// The usage event first (nothing may lose it), then the settlement of the reservation. The settlement is put on
-    /// the Redis connection before the request ends, so this instance's next admission for the device is ordered
-    /// after it, but nobody waits for its answer.
+    /// The usage event first (nothing may lose it), then the settlement of the reservation, handed over without
+    /// waiting: the device's next admission on this instance carries it to Redis, or it goes on its own shortly after.
     /// </summary>
     private void RecordAndSettle(UsageEvent usage, AdmissionRequest request, Admission decision)
     {

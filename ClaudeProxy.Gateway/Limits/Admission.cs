@@ -153,6 +153,62 @@ public readonly record struct Admission(
 public sealed record Settlement(string DeviceId, string[] Counters, long[] Generations, long ReservedMicros, long ActualMicros, long Tokens,
     DateTimeOffset SpendPeriodEnd = default);
 
+/// <summary>
+/// One device's settlements summed into what Redis applies at once: the tokens, and per spend counter and generation
+/// the change in micro-dollars (actual minus reserved). The settlements themselves are kept, to be retried one by one
+/// if Redis cannot take the batch.
+/// </summary>
+public sealed class SettlementBatch
+{
+    private SettlementBatch(string deviceId, Settlement[] parts, long tokens, List<(string Counter, long Generation, long DeltaMicros)> spend)
+    {
+        DeviceId = deviceId;
+        Parts = parts;
+        Tokens = tokens;
+        Spend = spend;
+    }
+
+    public string DeviceId { get; }
+    public Settlement[] Parts { get; }
+    public long Tokens { get; }
+    public List<(string Counter, long Generation, long DeltaMicros)> Spend { get; }
+    public bool IsEmpty => Tokens <= 0 && Spend.Count == 0;
+
+    /// <summary>Sums settlements of one device.</summary>
+    public static SettlementBatch Of(Settlement[] parts)
+    {
+        long tokens = 0;
+        var spend = new List<(string Counter, long Generation, long DeltaMicros)>();
+        foreach (var part in parts)
+        {
+            tokens += Math.Max(0, part.Tokens);
+            var delta = part.ActualMicros - part.ReservedMicros;
+            if (delta == 0)
+            {
+                continue;
+            }
+            for (var i = 0; i < part.Counters.Length; i++)
+            {
+                var at = -1;
+                for (var j = 0; j < spend.Count && at < 0; j++)
+                {
+                    at = spend[j].Counter == part.Counters[i] && spend[j].Generation == part.Generations[i] ? j : -1;
+                }
+                if (at < 0)
+                {
+                    spend.Add((part.Counters[i], part.Generations[i], delta));
+                }
+                else
+                {
+                    spend[at] = (part.Counters[i], part.Generations[i], spend[at].DeltaMicros + delta);
+                }
+            }
+        }
+        spend.RemoveAll(s => s.DeltaMicros == 0);
+        return new SettlementBatch(parts[0].DeviceId, parts, tokens, spend);
+    }
+}
+
 /// <summary>What the limiter decided about a request limit, and what to tell the client about it.</summary>
 public readonly record struct RateDecision(bool Allowed, int Limit, int Remaining, DateTimeOffset ResetAt, TimeSpan RetryAfter);
 

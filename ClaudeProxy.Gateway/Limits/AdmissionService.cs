@@ -87,7 +87,23 @@ public sealed partial class AdmissionService(
     {
         var check = standing is not null;
         var refuseUnknown = standing?.RefusesUnknown == true;
-        var (admission, needed) = await store.AdmitAsync(request, check, refuseUnknown, null, null);
+        // The device's settlements still waiting on this instance ride along, applied before the limits are read.
+        var carried = retries?.Take(request.DeviceId);
+        Admission admission;
+        RedisAdmissionStore.Seeds needed;
+        try
+        {
+            (admission, needed) = await store.AdmitAsync(request, check, refuseUnknown, null, null, carried);
+        }
+        catch (Exception e) when (carried is not null)
+        {
+            retries!.Carried(carried, RedisFailures.Is(e) ? e : null);
+            throw;
+        }
+        if (carried is not null)
+        {
+            retries!.Carried(carried, null);
+        }
         DeviceStanding? standingSeed = null;
         long?[]? spendSeeds = null;
         // The script asks for what it lacks instead of guessing; a second ask can only come from a counter that
@@ -218,10 +234,10 @@ public sealed partial class AdmissionService(
     }
 
     /// <summary>
-    /// Settles without waiting for the answer, in the store that made the reservation. In Redis the command is
-    /// written to the connection before this returns, so this instance's later commands for the device are ordered
-    /// after it; if Redis cannot take it, it is queued and retried until it lands. Spend made in process while Redis
-    /// was away is added to the Redis counter it will return to.
+    /// Settles without waiting for the answer, in the store that made the reservation. In Redis it rides on the
+    /// device's next admission on this instance, or goes on its own after <see cref="LimitOptions.SettlementDelay"/>;
+    /// if Redis cannot take it, it is queued and retried until it lands. Spend made in process while Redis was away is
+    /// added to the Redis counter it will return to.
     /// </summary>
     public void Settle(AdmissionRequest request, Admission decision, long actualMicros, long tokens)
     {

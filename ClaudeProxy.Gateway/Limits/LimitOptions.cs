@@ -23,6 +23,14 @@ public sealed class LimitOptions
 
     /// <summary>Settlements that may wait for Redis at once; beyond that they are dropped and counted.</summary>
     public int SettlementQueueCapacity { get; init; } = 100_000;
+
+    /// <summary>
+    /// How long a settlement waits for its device's next admission to carry it to Redis before it is sent on its own;
+    /// zero sends each at once, in a round trip of its own.
+    /// </summary>
+    public TimeSpan SettlementDelay { get; init; } = TimeSpan.FromMilliseconds(DefaultSettlementDelayMs);
+
+    public const int DefaultSettlementDelayMs = 2;
     public int BootstrapRateLimit { get; init; } = 20;
     public TimeSpan BootstrapWindow { get; init; } = TimeSpan.FromMinutes(1);
     public int? TokenLimitPerMinute { get; init; }
@@ -38,6 +46,7 @@ public sealed class LimitOptions
             BootstrapRateLimit = (int)settings.Number(S.BootstrapRateLimit),
             TokenLimitPerMinute = (int?)settings.OptionalNumber(S.TokenLimitPerMinute),
             SpendPeriod = settings.Choice<SpendPeriod>(S.SpendCapPeriod),
+            SettlementDelay = TimeSpan.FromMilliseconds(settings.Number(S.SettlementDelayMs)),
         };
     }
 }

@@ -47,16 +47,45 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
         end
         """;
 
+    // A settlement on the token hash at `tk` (tokens `stok`, in Redis's current second `t[1]`) and on spend counters: for
+    // each j in 1..m, KEYS[kbase + j] gets delta ARGV[abase + 2j] if its generation is still ARGV[abase + 2j - 1] (a counter
+    // rebuilt since was seeded from the usage Postgres holds, so it is left alone). The token hash holds one field per
+    // second and, once an admission has counted them, `n` (their sum) and `o` (the oldest second): `n` is kept current here.
+    private const string ApplySettlement = """
+        if stok > 0 then
+          redis.call('HINCRBY', tk, t[1], stok)
+          if redis.call('HEXISTS', tk, 'n') == 1 then redis.call('HINCRBY', tk, 'n', stok) end
+          redis.call('EXPIRE', tk, 120)
+        end
+        for j = 1, m do
+          local delta = tonumber(ARGV[abase + 2 * j])
+          if delta ~= 0 then
+            local gen = redis.call('HGET', KEYS[kbase + j], 'g')
+            if gen and tonumber(gen) == tonumber(ARGV[abase + 2 * j - 1]) then
+              redis.call('HINCRBY', KEYS[kbase + j], 's', delta)
+            end
+          end
+        end
+        """;
+
     // KEYS: rate zset, token hash, standing hash (status, version), then one spend hash per cap (s = spent, g = generation).
     // ARGV: limit, window ms, member, token limit (0 = off), reserve micros, token policy version (-1 = standing not
     // checked), standing seed status ('' = none given), standing seed version, refuse unknown devices (1/0), number of
-    // caps, then per cap: cap micros, spend ttl ms, spend seed micros (-1 = none given).
+    // caps, then per cap: cap micros, spend ttl ms, spend seed micros (-1 = none given); then the device's settlements
+    // carried by this admission, applied before anything is read: tokens, number of counters m, then per counter its
+    // generation and delta micros (its key among KEYS after the caps').
     // Returns {outcome, count, reset_in_ms, tokens_used, now_ms, seeds needed, binding cap (1-based, 0 = none), then per
     // cap: spent, generation}. A cap's seed bit is 2^i; the standing's is 1.
     private static readonly string AdmitScript = $$"""
         {{RedisNow}}
         local version = tonumber(ARGV[6])
         local n = tonumber(ARGV[10])
+        local tk = KEYS[2]
+        local stok = tonumber(ARGV[11 + 3 * n])
+        local m = tonumber(ARGV[12 + 3 * n])
+        local kbase = 3 + n
+        local abase = 12 + 3 * n
+        {{ApplySettlement}}
         local status = false
         local current = 0
         local seeds = 0
@@ -112,17 +141,31 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
         end
         local token_limit = tonumber(ARGV[4])
         if token_limit > 0 then
-          local used = 0
-          local oldest = -1
+          -- The minute's tokens are `n`, kept by every settlement, while no second in it is older than a minute; the
+          -- seconds are counted again (and the old ones dropped) only when one is, at most once a second per device.
           local floor = math.floor(now / 1000) - 60
-          local fields = redis.call('HGETALL', KEYS[2])
-          for i = 1, #fields, 2 do
-            local sec = tonumber(fields[i])
-            if sec <= floor then
-              redis.call('HDEL', KEYS[2], fields[i])
+          local meta = redis.call('HMGET', KEYS[2], 'n', 'o')
+          local used = tonumber(meta[1])
+          local oldest = tonumber(meta[2]) or -1
+          if used == nil or oldest <= floor then
+            used = 0
+            oldest = -1
+            local fields = redis.call('HGETALL', KEYS[2])
+            for i = 1, #fields, 2 do
+              local sec = tonumber(fields[i])
+              if sec then
+                if sec <= floor then
+                  redis.call('HDEL', KEYS[2], fields[i])
+                else
+                  used = used + tonumber(fields[i + 1])
+                  if oldest < 0 or sec < oldest then oldest = sec end
+                end
+              end
+            end
+            if oldest >= 0 then
+              redis.call('HSET', KEYS[2], 'n', used, 'o', oldest)
             else
-              used = used + tonumber(fields[i + 1])
-              if oldest < 0 or sec < oldest then oldest = sec end
+              redis.call('HDEL', KEYS[2], 'n', 'o')
             end
           end
           if used >= token_limit then
@@ -144,25 +187,16 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
         return {{{(int)AdmissionOutcome.Admitted}}, count + 1, reset, 0, now, 0, 0, unpack(tail)}
         """;
 
-    // KEYS: token hash, then the spend hash of each cap. ARGV: tokens, spend delta micros, then the generation of each
-    // counter the reservation went into (or, for spend made in process while Redis was away, the one last seen). A
-    // counter rebuilt since is left alone: it was seeded from the usage Postgres holds.
-    private const string SettleScript = """
+    // KEYS: token hash, then spend hashes. ARGV: tokens, then per spend hash: the generation the reservation went into
+    // (or, for spend made in process while Redis was away, the one last seen) and the delta micros.
+    private static readonly string SettleScript = $$"""
         local t = redis.call('TIME')
-        local tokens = tonumber(ARGV[1])
-        if tokens > 0 then
-          redis.call('HINCRBY', KEYS[1], t[1], tokens)
-          redis.call('EXPIRE', KEYS[1], 120)
-        end
-        local delta = tonumber(ARGV[2])
-        if delta ~= 0 then
-          for i = 2, #KEYS do
-            local gen = redis.call('HGET', KEYS[i], 'g')
-            if gen and tonumber(gen) == tonumber(ARGV[i + 1]) then
-              redis.call('HINCRBY', KEYS[i], 's', delta)
-            end
-          end
-        end
+        local tk = KEYS[1]
+        local stok = tonumber(ARGV[1])
+        local m = #KEYS - 1
+        local kbase = 1
+        local abase = 1
+        {{ApplySettlement}}
         return 1
         """;
 
@@ -214,24 +248,31 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
 
     public bool IsConnected => redis.IsConnected;
 
+    // A request's entry in a sliding window log: unique across instances (a random prefix per process) and short.
+    private static readonly string MemberPrefix = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
+    private static long _members;
+
+    private static string Member() => string.Create(null, stackalloc char[40], $"{MemberPrefix}{Interlocked.Increment(ref _members):x}");
+
     /// <summary>
     /// Runs the admission script. <paramref name="standingChecked"/> false leaves standing alone (no device records).
     /// Returns the seeds the script asked for instead of deciding, when it lacks the device's standing or a spend
     /// counter; <paramref name="spendSeeds"/> gives each cap's (null: none given).
     /// </summary>
     public async ValueTask<(Admission Admission, Seeds Needed)> AdmitAsync(AdmissionRequest request, bool standingChecked, bool refuseUnknown,
-        DeviceStanding? standingSeed, long?[]? spendSeeds)
+        DeviceStanding? standingSeed, long?[]? spendSeeds, SettlementBatch? carried = null)
     {
         using var activity = Activity.StartActivity("redis admit", ActivityKind.Client);
         var caps = request.Caps;
-        var keys = new RedisKey[3 + caps.Length];
+        var spend = carried?.Spend ?? [];
+        var keys = new RedisKey[3 + caps.Length + spend.Count];
         keys[0] = RateKey(request.DeviceId);
         keys[1] = TokenKey(request.DeviceId);
         keys[2] = StandingKey(request.DeviceId);
-        var args = new RedisValue[10 + 3 * caps.Length];
+        var args = new RedisValue[12 + 3 * caps.Length + 2 * spend.Count];
         args[0] = request.RateLimit;
         args[1] = (long)request.RateWindow.TotalMilliseconds;
-        args[2] = Guid.NewGuid().ToString("N");
+        args[2] = Member();
         args[3] = request.TokenLimit ?? 0;
         args[4] = request.ReserveMicros;
         args[5] = standingChecked ? Math.Max(0, request.PolicyVersion) : -1;
@@ -246,6 +287,15 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
             args[10 + 3 * i] = cap.CapMicros;
             args[11 + 3 * i] = (long)Math.Max(1000, (cap.PeriodEnd - cap.PeriodStart).TotalMilliseconds + 86_400_000);
             args[12 + 3 * i] = spendSeeds?[i] ?? -1;
+        }
+        var at = 10 + 3 * caps.Length;
+        args[at] = carried?.Tokens ?? 0;
+        args[at + 1] = spend.Count;
+        for (var j = 0; j < spend.Count; j++)
+        {
+            keys[3 + caps.Length + j] = spend[j].Counter;
+            args[at + 2 + 2 * j] = spend[j].Generation;
+            args[at + 3 + 2 * j] = spend[j].DeltaMicros;
         }
         var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(AdmitScript, keys, args))!;
         var outcome = (AdmissionOutcome)(int)result[0];
@@ -289,22 +339,24 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
         return (admission with { Store = AdmissionStore.Redis, Spent = spent, Generations = generations, Binding = binding }, Seeds.None);
     }
 
-    public async ValueTask SettleAsync(Settlement settlement)
+    public ValueTask SettleAsync(Settlement settlement) => SettleAsync(SettlementBatch.Of([settlement]));
+
+    /// <summary>Applies one device's settlements, summed, in one script.</summary>
+    public async ValueTask SettleAsync(SettlementBatch batch)
     {
-        var delta = settlement.ActualMicros - settlement.ReservedMicros;
-        if (settlement.Tokens <= 0 && (delta == 0 || settlement.Counters.Length == 0))
+        if (batch.IsEmpty)
         {
             return;
         }
-        var keys = new RedisKey[1 + settlement.Counters.Length];
-        keys[0] = TokenKey(settlement.DeviceId);
-        var args = new RedisValue[2 + settlement.Counters.Length];
-        args[0] = settlement.Tokens;
-        args[1] = delta;
-        for (var i = 0; i < settlement.Counters.Length; i++)
+        var keys = new RedisKey[1 + batch.Spend.Count];
+        keys[0] = TokenKey(batch.DeviceId);
+        var args = new RedisValue[1 + 2 * batch.Spend.Count];
+        args[0] = batch.Tokens;
+        for (var j = 0; j < batch.Spend.Count; j++)
         {
-            keys[1 + i] = settlement.Counters[i];
-            args[2 + i] = settlement.Generations[i];
+            keys[1 + j] = batch.Spend[j].Counter;
+            args[1 + 2 * j] = batch.Spend[j].Generation;
+            args[2 + 2 * j] = batch.Spend[j].DeltaMicros;
         }
         await redis.GetDatabase().ScriptEvaluateAsync(SettleScript, keys, args);
     }
@@ -312,7 +364,7 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
     public async ValueTask<RateDecision> AcquireAsync(string key, int limit, TimeSpan window)
     {
         var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(AcquireScript,
-            [LimiterKey(key)], [limit, (long)window.TotalMilliseconds, Guid.NewGuid().ToString("N")]))!;
+            [LimiterKey(key)], [limit, (long)window.TotalMilliseconds, Member()]))!;
         var allowed = (int)result[0] == 1;
         var count = (int)result[1];
         var resetMs = Math.Max(0, (long)result[2]);

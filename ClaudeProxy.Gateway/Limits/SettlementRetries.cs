@@ -1,13 +1,17 @@
+using System.Collections.Concurrent;
 using System.Threading.Channels;
 using StackExchange.Redis;
 
 namespace ClaudeProxy.Gateway.Limits;
 
 /// <summary>
-/// Settlements of Redis reservations: sent without waiting for the answer, and those Redis could not take (it was
-/// away) retried in order from a bounded queue until they land, with a backoff while Redis stays away. A settlement
-/// is given up only once its spend period has ended (its counter no longer matters), when the queue is full, or when
-/// Redis may already have applied it; each is counted. A request hands its settlement over and goes.
+/// Settlements of Redis reservations. Each waits briefly (<see cref="LimitOptions.SettlementDelay"/>) for its device's
+/// next admission on this instance, which carries it to Redis in the same script, applied before anything is read; one
+/// that no admission takes in that time is sent on its own, summed with the device's others. So a device's next request
+/// here always sees what its last one cost, and every instance sees it within the delay. Settlements Redis could not
+/// take (it was away) are retried in order from a bounded queue until they land, with a backoff while Redis stays away.
+/// A settlement is given up only once its spend period has ended (its counter no longer matters), when the queue is
+/// full, or when Redis may already have applied it; each is counted. A request hands its settlement over and goes.
 /// </summary>
 public sealed partial class SettlementRetries(
     RedisAdmissionStore redis,
@@ -33,7 +37,32 @@ public sealed partial class SettlementRetries(
     private TaskCompletionSource _empty = Completed();
     private int _warned;
 
+    // Settlements waiting for their device's next admission, by device; a list once taken is closed to additions.
+    private readonly ConcurrentDictionary<string, Deferred> _deferred = new(StringComparer.Ordinal);
+    private readonly Progress _handedOver = new();
+    private readonly Progress _settled = new();
+    private readonly Channel<bool> _due = Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
+    {
+        FullMode = BoundedChannelFullMode.DropWrite,
+        SingleReader = true,
+    });
+
+    private sealed class Deferred
+    {
+        public readonly List<Settlement> Items = new(4);
+        public bool Taken;
+    }
+
     public int Pending => size.Pending;
+
+    /// <summary>
+    /// Completes once every settlement handed over before the call has been answered by Redis or queued for a retry
+    /// (see <see cref="EmptyAsync"/> for the retries).
+    /// </summary>
+    public Task SettledAsync() => _settled.WaitFor(_handedOver.Value);
+
+    /// <summary>Completes once this many settlements in all have been answered by Redis or queued for a retry.</summary>
+    public Task SettledAsync(long count) => _settled.WaitFor(count);
 
     /// <summary>Completes once no settlement waits for Redis.</summary>
     public Task EmptyAsync()
@@ -45,47 +74,156 @@ public sealed partial class SettlementRetries(
     }
 
     /// <summary>
-    /// Settles in Redis without waiting for the answer: the command is written to the connection before this returns,
-    /// so this instance's later commands for the device are ordered after it. One Redis cannot take is queued and
-    /// retried until it lands; one Redis may have applied before its connection broke is given up, since applying it
-    /// twice would be as wrong as never.
+    /// Hands a settlement over: it waits for its device's next admission, or goes on its own after the delay (at once
+    /// when the delay is zero). One Redis cannot take is queued and retried until it lands; one Redis may have applied
+    /// before its connection broke is given up, since applying it twice would be as wrong as never.
     /// </summary>
     public void Settle(Settlement settlement)
     {
-        if (!redis.IsConnected)
+        if (options.SettlementDelay > TimeSpan.Zero)
         {
-            Enqueue(settlement);
+            Defer(settlement);
             return;
         }
-        var pending = redis.SettleAsync(settlement);
-        if (!pending.IsCompletedSuccessfully)
+        SettleNow(settlement);
+    }
+
+    private void Defer(Settlement settlement)
+    {
+        while (true)
         {
-            _ = ObserveAsync(pending, settlement);
+            var deferred = _deferred.GetOrAdd(settlement.DeviceId, static _ => new Deferred());
+            lock (deferred)
+            {
+                if (!deferred.Taken)
+                {
+                    _handedOver.Add(1);
+                    deferred.Items.Add(settlement);
+                    break;
+                }
+            }
+        }
+        _due.Writer.TryWrite(true);
+    }
+
+    /// <summary>
+    /// The device's settlements still waiting, summed, for its admission to carry; null when there are none. The
+    /// caller reports the outcome with <see cref="Carried"/>.
+    /// </summary>
+    public SettlementBatch? Take(string deviceId)
+    {
+        if (_deferred.IsEmpty || !_deferred.TryRemove(deviceId, out var deferred))
+        {
+            return null;
+        }
+        Settlement[] parts;
+        lock (deferred)
+        {
+            deferred.Taken = true;
+            parts = [.. deferred.Items];
+        }
+        return parts.Length == 0 ? null : SettlementBatch.Of(parts);
+    }
+
+    /// <summary>What became of a batch an admission carried: applied with it (null), or not, because of <paramref name="error"/>.</summary>
+    public void Carried(SettlementBatch batch, Exception? error)
+    {
+        if (error is not null)
+        {
+            Failed(batch, error);
+        }
+        _settled.Add(batch.Parts.Length);
+    }
+
+    private void Failed(SettlementBatch batch, Exception error)
+    {
+        if (RedisFailures.MayHaveApplied(error))
+        {
+            foreach (var _ in batch.Parts)
+            {
+                metrics.SettlementDropped("outcome_unknown");
+            }
+            LogSettleFailed(logger, error.GetType().Name);
+            return;
+        }
+        foreach (var part in batch.Parts)
+        {
+            Enqueue(part);
         }
     }
 
-    private async Task ObserveAsync(ValueTask pending, Settlement settlement)
+    /// <summary>Sends every waiting settlement, one script per device, and waits for the answers.</summary>
+    private async Task FlushAsync()
     {
+        List<Task>? sends = null;
+        foreach (var deviceId in _deferred.Keys)
+        {
+            if (Take(deviceId) is { } batch)
+            {
+                (sends ??= []).Add(SendAsync(batch));
+            }
+        }
+        if (sends is not null)
+        {
+            await Task.WhenAll(sends);
+        }
+    }
+
+    private async Task SendAsync(SettlementBatch batch)
+    {
+        Exception? error = null;
         try
         {
-            await pending;
-        }
-        catch (Exception e) when (RedisFailures.Is(e))
-        {
-            if (RedisFailures.MayHaveApplied(e))
+            if (!redis.IsConnected)
             {
-                metrics.SettlementDropped("outcome_unknown");
-                LogSettleFailed(logger, e.GetType().Name);
+                foreach (var part in batch.Parts)
+                {
+                    Enqueue(part);
+                }
             }
             else
             {
-                Enqueue(settlement);
+                await redis.SettleAsync(batch);
             }
+        }
+        catch (Exception e) when (RedisFailures.Is(e))
+        {
+            error = e;
         }
         catch (Exception e)
         {
             LogSettleFailed(logger, e.GetType().Name);
         }
+        Carried(batch, error);
+    }
+
+    private async Task FlushLoopAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            while (await _due.Reader.WaitToReadAsync(stoppingToken))
+            {
+                _due.Reader.TryRead(out _);
+                // The wait is what lets the device's next admission carry them; whatever it did not take goes now.
+                await Task.Delay(options.SettlementDelay, time, stoppingToken);
+                await FlushAsync();
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        // Requests have drained by now: nothing of theirs is left behind.
+        await FlushAsync();
+    }
+
+    /// <summary>
+    /// Settles without waiting for the answer: the command is written to the connection before this returns, so this
+    /// instance's later commands for the device are ordered after it.
+    /// </summary>
+    private void SettleNow(Settlement settlement)
+    {
+        _handedOver.Add(1);
+        _ = SendAsync(SettlementBatch.Of([settlement]));
     }
 
     public void Enqueue(Settlement settlement)
@@ -115,7 +253,10 @@ public sealed partial class SettlementRetries(
         }
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        Task.WhenAll(FlushLoopAsync(stoppingToken), RetryLoopAsync(stoppingToken));
+
+    private async Task RetryLoopAsync(CancellationToken stoppingToken)
     {
         var delay = FirstDelay;
         try

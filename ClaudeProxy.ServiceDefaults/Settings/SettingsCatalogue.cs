@@ -51,6 +51,7 @@ public static class SettingsCatalogue
     public static readonly Setting RedisFailOpenInstances = new("REDIS_FAILOPEN_INSTANCES", Gateway, SettingKind.Number, "Instances that split a device's remaining spend while Redis is down.") { WhenUnset = "unset (counted from heartbeats, else 2)", Min = 1, Max = 10_000 };
     public static readonly Setting TokenLimitPerMinute = new("TOKEN_LIMIT_PER_MINUTE", Gateway, SettingKind.Number, "Default token budget per device per minute.") { WhenUnset = "unset (off)", Min = 1, Max = 1e9 };
     public static readonly Setting BootstrapRateLimit = new("BOOTSTRAP_RATE_LIMIT", Gateway, SettingKind.Number, "/bootstrap calls per client address, and /refresh calls per device, per minute.") { Default = "20", Min = 1, Max = 1_000_000 };
+    public static readonly Setting SettlementDelayMs = new("SETTLEMENT_DELAY_MS", Gateway, SettingKind.Number, "How long a request's settlement waits to ride on its device's next admission before it goes to Redis alone; 0 sends each at once.") { Default = "2", Min = 0, Max = 1000 };
     public static readonly Setting SpendCapPeriod = new("SPEND_CAP_PERIOD", Gateway, SettingKind.Choice, "The spend period, in UTC.") { Default = "month", Choices = ["day", "week", "month"] };
 
     // The gateway: the upstream circuit breaker.
@@ -123,7 +124,7 @@ public static class SettingsCatalogue
         AnthropicApiKey, JwtSecret, AnthropicBaseUrl, JwtExpirationHours, JwtIssuer, JwtAudience, ProxyBaseUrl, DeviceKeys, BootstrapMode,
         BootstrapAllowedNetworks, AdminApiKey, Port, Host, ManagementPort, MaxPayloadSize, MinRequestBodyRate, MinRequestBodyGraceSeconds,
         ShutdownTimeoutSeconds, UpstreamTimeoutSeconds, CorsOrigins, TrustedProxies, LogLevel, RateLimitMax, RateLimitWindow,
-        MaxConcurrentRequestsPerDevice, DefaultModels, DefaultSpendCap, OrgId, RedisFailureMode, RedisFailOpenInstances, TokenLimitPerMinute,
+        MaxConcurrentRequestsPerDevice, DefaultModels, DefaultSpendCap, OrgId, RedisFailureMode, RedisFailOpenInstances, TokenLimitPerMinute, SettlementDelayMs,
         BootstrapRateLimit, SpendCapPeriod, BreakerFailureRatio, BreakerMinimumThroughput, BreakerSamplingSeconds, BreakerBreakSeconds,
         RedisUrl, RedisConnectionString, DatabaseUrl, DatabaseConnectionString, MigrateOnStart, PricingFile, UsageSpoolDir, UsageFlushMs,
         WebhookPollMs, WebhookRetryInitialMs, WebhookRetryMaxMs, WebhookRetryHours, WebhookTimeoutSeconds,

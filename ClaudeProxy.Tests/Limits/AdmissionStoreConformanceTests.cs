@@ -28,6 +28,9 @@ public abstract class AdmissionStoreConformanceTests : IDisposable
     /// <summary>Lets <paramref name="span"/> pass on the store's clock.</summary>
     protected abstract Task PassAsync(TimeSpan span);
 
+    /// <summary>Waits until every settlement made so far has reached the store.</summary>
+    protected virtual Task SettledAsync() => Task.CompletedTask;
+
     /// <summary>An operator's change of a device's standing, as the gateway hands it to the store.</summary>
     protected abstract Task ChangeStandingAsync(string deviceId, DeviceStanding standing);
 
@@ -158,10 +161,11 @@ public abstract class AdmissionStoreConformanceTests : IDisposable
         Assert.Equal(1, refused.Binding);
         Assert.Equal(900, refused.SpentMicros);
 
-        // Nothing of the refusal was reserved: settling both at 50 leaves room for exactly two more. A settlement is on
-        // the connection before the next admission, as on the request path.
+        // Nothing of the refusal was reserved: settling both at 50 leaves room for exactly two more. Alice's settlement
+        // rides on her next admission; Bob's goes on its own once no admission of his has taken it.
         Service.Settle(alice, first, actualMicros: 50, tokens: 0);
         Service.Settle(bob, second, actualMicros: 50, tokens: 0);
+        await SettledAsync();
         var third = await AdmitAsync(alice);
         Assert.Equal(AdmissionOutcome.Admitted, third.Outcome);
         Assert.Equal([450, 600], third.Spent!);
@@ -240,23 +244,132 @@ public abstract class AdmissionStoreConformanceTests : IDisposable
 }
 
 /// <summary>The scenarios against the admission script in a real redis-server.</summary>
-public sealed class RedisAdmissionStoreConformanceTests : AdmissionStoreConformanceTests, IClassFixture<RedisAdmissionStoreConformanceTests.Server>
+public sealed class RedisAdmissionStoreConformanceTests : AdmissionStoreConformanceTests, IClassFixture<RedisAdmissionStoreConformanceTests.Server>, IAsyncLifetime
 {
     private readonly RedisAdmissionStore _store;
+    private readonly SettlementRetries _retries;
+    private readonly Server _server;
 
     public RedisAdmissionStoreConformanceTests(Server server)
     {
+        _server = server;
         _store = new RedisAdmissionStore(server.Connection);
-        var options = new LimitOptions { FailureMode = RedisFailureMode.Closed };
+        (Service, _retries) = Create(new LimitOptions { FailureMode = RedisFailureMode.Closed });
+    }
+
+    private (AdmissionService, SettlementRetries) Create(LimitOptions options)
+    {
         var size = new SettlementQueueSize();
         var limitMetrics = new LimitMetrics(Meters, size);
         var retries = new SettlementRetries(_store, options, limitMetrics, size, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<SettlementRetries>.Instance);
-        Service = new AdmissionService(new InMemoryAdmissionStore(TimeProvider.System), options, Record, new Gateway.Telemetry.GatewayMetrics(Meters),
-            Microsoft.Extensions.Logging.Abstractions.NullLogger<AdmissionService>.Instance, _store, retries, Record);
+        return (new AdmissionService(new InMemoryAdmissionStore(TimeProvider.System), options, Record, new Gateway.Telemetry.GatewayMetrics(Meters),
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<AdmissionService>.Instance, _store, retries, Record), retries);
     }
 
     protected override AdmissionStore Store => AdmissionStore.Redis;
     protected override AdmissionService Service { get; }
+
+    public Task InitializeAsync() => _retries.StartAsync(CancellationToken.None);
+
+    public Task DisposeAsync() => _retries.StopAsync(CancellationToken.None);
+
+    protected override Task SettledAsync() => _retries.SettledAsync().WaitAsync(TimeSpan.FromSeconds(10));
+
+    private async Task<long> ScriptsRunAsync()
+    {
+        var info = await _server.Admin.GetServers()[0].InfoAsync("commandstats");
+        return info.SelectMany(g => g).Where(kv => kv.Key is "cmdstat_eval" or "cmdstat_evalsha")
+            .Sum(kv => long.Parse(kv.Value.Split(',')[0]["calls=".Length..], System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public async Task Each_settlement_rides_on_its_devices_next_admission_so_a_busy_device_costs_one_script_per_request()
+    {
+        // A delay no test waits out: what no admission carried goes at shutdown.
+        var (service, retries) = Create(new LimitOptions { FailureMode = RedisFailureMode.Closed, SettlementDelay = TimeSpan.FromHours(1) });
+        await retries.StartAsync(CancellationToken.None);
+        var request = Request(TestSecrets.DeviceId(), tokenLimit: 1_000_000, cap: 1_000_000, reserve: 1000);
+        long before = 0;
+        for (var i = 0; i < 20; i++)
+        {
+            if (i == 1)
+            {
+                // The device's first admission also asked for its seeds; from the second on, one script each.
+                before = await ScriptsRunAsync();
+            }
+            var admitted = await service.AdmitAsync(request, CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal(AdmissionOutcome.Admitted, admitted.Outcome);
+            // Each admission already saw every request before it settled at 10, none still reserved at 1,000.
+            Assert.Equal(i * 10 + 1000, admitted.SpentMicros);
+            service.Settle(request, admitted, actualMicros: 10, tokens: 7);
+        }
+        Assert.Equal(19, await ScriptsRunAsync() - before);
+        // The twentieth settlement had no admission to ride on: it goes on its own, at the latest when the instance stops.
+        await retries.StopAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(20, await ScriptsRunAsync() - before);
+        var db = _server.Connection.GetDatabase();
+        Assert.Equal(200, (long)await db.HashGetAsync(request.Caps[0].Counter, "s"));
+        Assert.Equal(140, (long)await db.HashGetAsync(RedisAdmissionStore.TokenKey(request.DeviceId), "n"));
+    }
+
+    [Fact]
+    public async Task Concurrent_requests_of_many_devices_sharing_a_pool_are_each_settled_exactly_once()
+    {
+        var pool = "grp_" + Guid.NewGuid().ToString("N")[..16];
+        var poolCap = Cap(SpendCapKind.GroupPool, RedisAdmissionStore.PoolKey(pool, "p0"), pool, 1_000_000_000);
+        var devices = Enumerable.Range(0, 8).Select(_ => TestSecrets.DeviceId()).ToArray();
+        var requests = devices.Select(d => Request(d, cap: 1_000_000_000, reserve: 5000, tokenLimit: 1_000_000_000))
+            .Select(r => r with { Caps = [r.Caps[0], poolCap] }).ToArray();
+
+        await Task.WhenAll(Enumerable.Range(0, 400).Select(i => Task.Run(async () =>
+        {
+            var request = requests[i % requests.Length];
+            var admitted = await Service.AdmitAsync(request, CancellationToken.None);
+            Assert.Equal(AdmissionOutcome.Admitted, admitted.Outcome);
+            Service.Settle(request, admitted, actualMicros: 1 + i % 7, tokens: 3);
+        }))).WaitAsync(TimeSpan.FromSeconds(30));
+        await SettledAsync();
+
+        // Every reservation was replaced by its actual cost, once: the pool holds exactly the sum of what was spent.
+        var expected = Enumerable.Range(0, 400).Sum(i => 1L + i % 7);
+        var db = _server.Connection.GetDatabase();
+        Assert.Equal(expected, (long)await db.HashGetAsync(poolCap.Counter, "s"));
+        for (var d = 0; d < devices.Length; d++)
+        {
+            var own = Enumerable.Range(0, 400).Where(i => i % devices.Length == d).Sum(i => 1L + i % 7);
+            Assert.Equal(own, (long)await db.HashGetAsync(requests[d].Caps[0].Counter, "s"));
+        }
+    }
+
+    [Fact]
+    public async Task The_token_budget_counts_only_the_last_minute_and_drops_older_seconds()
+    {
+        var request = Request(TestSecrets.DeviceId(), tokenLimit: 100);
+        var db = _server.Connection.GetDatabase();
+        var now = (await _server.Connection.GetServers()[0].TimeAsync()).ToUniversalTime();
+        var second = new DateTimeOffset(now, TimeSpan.Zero).ToUnixTimeSeconds();
+        var key = RedisAdmissionStore.TokenKey(request.DeviceId);
+        // Two minutes ago 5,000 tokens, ten seconds ago 30, and no sum counted yet: only the 30 are within the minute.
+        await db.HashSetAsync(key, [new(second - 120, 5000), new(second - 10, 30)]);
+        var admitted = await Service.AdmitAsync(request, CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(AdmissionOutcome.Admitted, admitted.Outcome);
+        Assert.False(await db.HashExistsAsync(key, second - 120));
+        Assert.Equal(30, (long)await db.HashGetAsync(key, "n"));
+
+        // A sum whose oldest second has left the minute is counted again rather than believed.
+        await db.HashSetAsync(key, [new("n", 5030), new("o", second - 120), new(second - 120, 5000)]);
+        Assert.Equal(AdmissionOutcome.Admitted, (await Service.AdmitAsync(request, CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(10))).Outcome);
+        Assert.Equal(30, (long)await db.HashGetAsync(key, "n"));
+
+        // Settled tokens keep the sum: 30 + 75 is past the budget of 100.
+        Service.Settle(request, admitted, 0, 75);
+        await SettledAsync();
+        var refused = await Service.AdmitAsync(request, CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(AdmissionOutcome.TokenBudgetExhausted, refused.Outcome);
+        Assert.Equal(105, refused.TokensUsed);
+        // The ten-second-old tokens are the oldest: the budget has room again 50 s from now.
+        Assert.InRange(refused.RetryAfter, TimeSpan.FromSeconds(49), TimeSpan.FromSeconds(52));
+    }
 
     // Redis keeps its own clock: the window is left to pass.
     protected override Task PassAsync(TimeSpan span) => Task.Delay(span);
@@ -272,14 +385,19 @@ public sealed class RedisAdmissionStoreConformanceTests : AdmissionStoreConforma
         private RedisServer _redis = null!;
         public StackExchange.Redis.IConnectionMultiplexer Connection { get; private set; } = null!;
 
+        /// <summary>A second connection, allowed the server's own commands (INFO).</summary>
+        public StackExchange.Redis.IConnectionMultiplexer Admin { get; private set; } = null!;
+
         public async Task InitializeAsync()
         {
             _redis = await RedisServer.StartAsync();
             Connection = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString).WaitAsync(TimeSpan.FromSeconds(20));
+            Admin = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString + ",allowAdmin=true").WaitAsync(TimeSpan.FromSeconds(20));
         }
 
         public async Task DisposeAsync()
         {
+            await Admin.DisposeAsync();
             await Connection.DisposeAsync();
             await _redis.DisposeAsync();
         }

@@ -102,6 +102,8 @@ public sealed class RedisLimitTests : RedisStackTests
             Assert.Equal(HttpStatusCode.OK, first.StatusCode);
             await first.Content.ReadAsStringAsync();
         }
+        // Another instance sees the tokens once the first has settled them (within SETTLEMENT_DELAY_MS).
+        await a.Services.GetRequiredService<Gateway.Limits.SettlementRetries>().SettledAsync(1).WaitAsync(TimeSpan.FromSeconds(10));
         using var second = await b.Client.SendAsync(Http.Post("/v1/messages", Http.SmallMessage, bearer: token));
         var (_, message) = await Http.AssertErrorAsync(second, 429, "rate_limit_error");
         Assert.Contains("token budget", message);
