@@ -34,6 +34,10 @@ public static class HostingExtensions
             builder.Logging.SetMinimumLevel(ParseLevel(settings.Text(S.LogLevel)!));
         }
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        // Hosting writes nothing above Information, yet while its logger is enabled at all it starts an Activity for
+        // every request (for log scopes), and the forwarding client then carries it: with traces recorded the Activity
+        // exists anyway, without them it is pure cost.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
         builder.Logging.AddFilter("Yarp", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.EntityFrameworkCore", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.EntityFrameworkCore.Database.Command", LogLevel.None);

@@ -45,69 +45,87 @@ public sealed partial class AdmissionService(
 
     public async ValueTask<Admission> AdmitAsync(AdmissionRequest request, CancellationToken cancellationToken)
     {
-        var admission = await AdmitInStoreAsync(request, cancellationToken);
+        // The usual case in one state machine: Redis is there and answers at the first ask.
+        Admission admission;
+        if (redis is { IsConnected: true } store)
+        {
+            if (Volatile.Read(ref _degraded) == 1 && Interlocked.Exchange(ref _degraded, 0) == 1)
+            {
+                LogRedisBack(logger);
+                memory.Clear();
+            }
+            try
+            {
+                var check = standing is not null;
+                var refuseUnknown = standing?.RefusesUnknown == true;
+                // The device's settlements still waiting on this instance ride along, applied before the limits are read.
+                var carried = retries?.Take(request.DeviceId);
+                RedisAdmissionStore.Seeds needed;
+                try
+                {
+                    (admission, needed) = await store.AdmitAsync(request, check, refuseUnknown, null, null, carried);
+                }
+                catch (Exception e) when (carried is not null)
+                {
+                    retries!.Carried(carried, RedisFailures.Is(e) ? e : null);
+                    throw;
+                }
+                if (carried is not null)
+                {
+                    retries!.Carried(carried, null);
+                }
+                if (needed != RedisAdmissionStore.Seeds.None)
+                {
+                    admission = await SeedAndAdmitAsync(store, request, check, refuseUnknown, needed, cancellationToken);
+                }
+                else if (admission.Spent is not null && admission.Generations is not null)
+                {
+                    Remember(request, admission);
+                }
+            }
+            catch (Exception e) when (IsRedisFailure(e))
+            {
+                MarkDegraded(e);
+                admission = await WithoutRedisAsync(request, cancellationToken);
+            }
+        }
+        else
+        {
+            if (redis is not null)
+            {
+                MarkDegraded(null);
+            }
+            admission = await WithoutRedisAsync(request, cancellationToken);
+        }
         thresholds?.Observe(request, admission);
         return admission;
     }
 
-    private async ValueTask<Admission> AdmitInStoreAsync(AdmissionRequest request, CancellationToken cancellationToken)
+    /// <summary>Redis configured but away: in-process limits, or a refusal in closed mode; no Redis: in-process limits.</summary>
+    private ValueTask<Admission> WithoutRedisAsync(AdmissionRequest request, CancellationToken cancellationToken)
     {
         if (redis is not null)
         {
-            if (redis.IsConnected)
-            {
-                if (Interlocked.Exchange(ref _degraded, 0) == 1)
-                {
-                    LogRedisBack(logger);
-                    memory.Clear();
-                }
-                try
-                {
-                    return await AdmitInRedisAsync(redis, request, cancellationToken);
-                }
-                catch (Exception e) when (IsRedisFailure(e))
-                {
-                    MarkDegraded(e);
-                }
-            }
-            else
-            {
-                MarkDegraded(null);
-            }
             if (options.FailureMode == RedisFailureMode.Closed)
             {
-                return new Admission(AdmissionOutcome.Unavailable, default);
+                return ValueTask.FromResult(new Admission(AdmissionOutcome.Unavailable, default));
             }
             metrics.RedisFallback();
         }
-        return await AdmitInMemoryAsync(request, cancellationToken);
+        return AdmitInMemoryAsync(request, cancellationToken);
     }
 
-    private async ValueTask<Admission> AdmitInRedisAsync(RedisAdmissionStore store, AdmissionRequest request, CancellationToken cancellationToken)
+    /// <summary>
+    /// The script asked for what it lacks instead of guessing: the device's standing or a spend counter's starting
+    /// point, from Postgres. A second ask can only come from a counter that expired in between, so two rounds of seeds
+    /// are enough.
+    /// </summary>
+    private async ValueTask<Admission> SeedAndAdmitAsync(RedisAdmissionStore store, AdmissionRequest request, bool check, bool refuseUnknown,
+        RedisAdmissionStore.Seeds needed, CancellationToken cancellationToken)
     {
-        var check = standing is not null;
-        var refuseUnknown = standing?.RefusesUnknown == true;
-        // The device's settlements still waiting on this instance ride along, applied before the limits are read.
-        var carried = retries?.Take(request.DeviceId);
-        Admission admission;
-        RedisAdmissionStore.Seeds needed;
-        try
-        {
-            (admission, needed) = await store.AdmitAsync(request, check, refuseUnknown, null, null, carried);
-        }
-        catch (Exception e) when (carried is not null)
-        {
-            retries!.Carried(carried, RedisFailures.Is(e) ? e : null);
-            throw;
-        }
-        if (carried is not null)
-        {
-            retries!.Carried(carried, null);
-        }
+        Admission admission = default!;
         DeviceStanding? standingSeed = null;
         long?[]? spendSeeds = null;
-        // The script asks for what it lacks instead of guessing; a second ask can only come from a counter that
-        // expired in between, so two rounds of seeds are enough.
         for (var round = 0; needed != RedisAdmissionStore.Seeds.None && round < 2; round++)
         {
             if (needed.HasFlag(RedisAdmissionStore.Seeds.Standing))
