@@ -1,0 +1,165 @@
+using System.Diagnostics;
+using System.Globalization;
+using ClaudeProxy.Gateway.Usage;
+using Npgsql;
+
+namespace ClaudeProxy.Benchmarks;
+
+/// <summary>
+/// What one usage writer costs Postgres: batches of realistic usage events stored the way the gateway's
+/// <see cref="UsageWriter"/> stores them (the staging table, binary COPY, then the one statement that inserts into
+/// <c>usage_events</c> and adds to every rollup, in one transaction), one batch after another on one connection.
+/// Postgres's CPU time is the postmaster's and all its children's (backends, WAL writer, checkpointer, autovacuum)
+/// over the phase. Prints one markdown table row per batch size.
+/// </summary>
+public static class CapacityPostgres
+{
+    private static readonly string[] Models = ["claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001", "claude-opus-4-1-20250805"];
+
+    public static async Task<int> RunAsync(string connectionString, int rows, int[] batchSizes, int devices)
+    {
+        await using var dataSource = NpgsqlDataSource.Create(connectionString);
+        await using var connection = await dataSource.OpenConnectionAsync();
+        int postmaster;
+        await using (var who = new NpgsqlCommand("SELECT pg_backend_pid()", connection))
+        {
+            postmaster = ParentOf((int)(await who.ExecuteScalarAsync())!);
+        }
+        var random = new Random(7);
+        var ids = Enumerable.Range(0, devices).Select(i => $"dev-{i:D6}").ToArray();
+        var sessions = ids.Select(_ => Guid.NewGuid().ToString()).ToArray();
+        UsageEvent Next(DateTimeOffset now)
+        {
+            var d = random.Next(ids.Length);
+            var model = Models[random.Next(10) switch { < 6 => 0, < 9 => 1, _ => 2 }];
+            var input = random.Next(5, 4000);
+            var output = random.Next(20, 2000);
+            return new UsageEvent
+            {
+                Id = Guid.NewGuid(),
+                Time = now,
+                DeviceId = ids[d],
+                UserId = $"usr_{d:D6}",
+                UserEmail = $"dev{d}@example.com",
+                OrgId = "default",
+                SessionId = sessions[d],
+                AgentId = random.Next(4) == 0 ? Guid.NewGuid().ToString("N")[..12] : null,
+                Model = model,
+                Endpoint = "messages",
+                Status = random.Next(100) == 0 ? 529 : 200,
+                Streamed = true,
+                InputTokens = input,
+                OutputTokens = output,
+                CacheReadTokens = random.Next(0, 80_000),
+                CacheWrite5mTokens = random.Next(0, 3000),
+                CostUsd = Math.Round((input * 3m + output * 15m) / 1_000_000m, 6),
+                LatencyMs = random.Next(300, 30_000),
+                TimeToFirstByteMs = random.Next(200, 3000),
+                UpstreamRequestId = "req_" + Guid.NewGuid().ToString("N"),
+                CorrelationId = Guid.NewGuid().ToString("N"),
+                GroupIds = $"grp_{d % 20:D4}",
+            };
+        }
+
+        // Unmeasured: the tables, their indexes and the rollup rows of these devices exist, as in a running system.
+        await StoreAsync(connection, Enumerable.Range(0, Math.Min(rows, 5000)).Select(_ => Next(DateTimeOffset.UtcNow)).ToList());
+
+        Console.WriteLine("| batch | rows | wall s | rows/s (one writer) | Postgres CPU s | Postgres CPU ms per 1,000 rows | writer CPU ms per 1,000 rows |");
+        Console.WriteLine("|---|---|---|---|---|---|---|");
+        using var self = Process.GetCurrentProcess();
+        foreach (var size in batchSizes)
+        {
+            var batches = Enumerable.Range(0, Math.Max(1, rows / size))
+                .Select(_ => Enumerable.Range(0, size).Select(_ => Next(DateTimeOffset.UtcNow)).ToList()).ToList();
+            var cpu = ClusterCpu(postmaster);
+            self.Refresh();
+            var own = self.TotalProcessorTime;
+            var clock = Stopwatch.StartNew();
+            foreach (var batch in batches)
+            {
+                await StoreAsync(connection, batch);
+            }
+            var wall = clock.Elapsed.TotalSeconds;
+            var used = (ClusterCpu(postmaster) - cpu).TotalSeconds;
+            self.Refresh();
+            var writer = (self.TotalProcessorTime - own).TotalSeconds;
+            var stored = batches.Count * size;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {size} | {stored} | {wall:F1} | {stored / wall:F0} | {used:F2} | {1000 * 1000 * used / stored:F1} | {1000 * 1000 * writer / stored:F1} |"));
+        }
+        return 0;
+    }
+
+    /// <summary>The gateway's <c>UsageWriter.InsertAsync</c>, statement for statement.</summary>
+    private static async Task StoreAsync(NpgsqlConnection connection, IReadOnlyList<UsageEvent> batch)
+    {
+        await using var transaction = await connection.BeginTransactionAsync();
+        await using (var create = new NpgsqlCommand(UsageSql.CreateStaging, connection, transaction))
+        {
+            await create.ExecuteNonQueryAsync();
+        }
+        await using (var importer = await connection.BeginBinaryImportAsync(UsageSql.CopyStaging))
+        {
+            foreach (var e in batch)
+            {
+                UsageColumns.WriteRow(importer, e);
+            }
+            await importer.CompleteAsync();
+        }
+        await using (var merge = new NpgsqlCommand(UsageSql.MergeStaging, connection, transaction))
+        {
+            await merge.ExecuteNonQueryAsync();
+        }
+        await transaction.CommitAsync();
+    }
+
+    private static TimeSpan ClusterCpu(int postmaster)
+    {
+        var total = TimeSpan.Zero;
+        foreach (var pid in new[] { postmaster }.Concat(ChildrenOf(postmaster)))
+        {
+            try
+            {
+                using var process = Process.GetProcessById(pid);
+                total += process.TotalProcessorTime;
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            {
+                // Gone between the listing and the reading (an autovacuum worker): its time is not counted.
+            }
+        }
+        return total;
+    }
+
+    /// <summary>Field 4 of /proc/PID/stat, after the command name in parentheses.</summary>
+    internal static int ParentOf(int pid)
+    {
+        var text = File.ReadAllText($"/proc/{pid}/stat");
+        var fields = text[(text.LastIndexOf(')') + 2)..].Split(' ');
+        return int.Parse(fields[1], CultureInfo.InvariantCulture);
+    }
+
+    internal static IEnumerable<int> ChildrenOf(int parent)
+    {
+        foreach (var directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(directory), out var pid))
+            {
+                continue;
+            }
+            int ppid;
+            try
+            {
+                ppid = ParentOf(pid);
+            }
+            catch (IOException)
+            {
+                continue;
+            }
+            if (ppid == parent)
+            {
+                yield return pid;
+            }
+        }
+    }
+}
