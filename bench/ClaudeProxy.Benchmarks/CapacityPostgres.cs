@@ -64,13 +64,14 @@ public static class CapacityPostgres
         // Unmeasured: the tables, their indexes and the rollup rows of these devices exist, as in a running system.
         await StoreAsync(connection, Enumerable.Range(0, Math.Min(rows, 5000)).Select(_ => Next(DateTimeOffset.UtcNow)).ToList());
 
-        Console.WriteLine("| batch | rows | wall s | rows/s (one writer) | Postgres CPU s | Postgres CPU ms per 1,000 rows | writer CPU ms per 1,000 rows |");
-        Console.WriteLine("|---|---|---|---|---|---|---|");
+        Console.WriteLine("| batch | rows | wall s | rows/s (one writer) | Postgres CPU s | Postgres CPU ms per 1,000 rows | writer CPU ms per 1,000 rows | WAL per row |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|");
         using var self = Process.GetCurrentProcess();
         foreach (var size in batchSizes)
         {
             var batches = Enumerable.Range(0, Math.Max(1, rows / size))
                 .Select(_ => Enumerable.Range(0, size).Select(_ => Next(DateTimeOffset.UtcNow)).ToList()).ToList();
+            var wal = await WalAsync(connection);
             var cpu = ClusterCpu(postmaster);
             self.Refresh();
             var own = self.TotalProcessorTime;
@@ -84,10 +85,29 @@ public static class CapacityPostgres
             self.Refresh();
             var writer = (self.TotalProcessorTime - own).TotalSeconds;
             var stored = batches.Count * size;
+            var walBytes = await WalAsync(connection) - wal;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {size} | {stored} | {wall:F1} | {stored / wall:F0} | {used:F2} | {1000 * 1000 * used / stored:F1} | {1000 * 1000 * writer / stored:F1} |"));
+                $"| {size} | {stored} | {wall:F1} | {stored / wall:F0} | {used:F2} | {1000 * 1000 * used / stored:F1} | {1000 * 1000 * writer / stored:F1} | {walBytes / stored:F0} B |"));
+        }
+        await using (var sizes = new NpgsqlCommand(
+            "SELECT pg_total_relation_size('usage_events')::float8 / greatest(count(*), 1), count(*), " +
+            "(SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relkind = 'r' AND c.relname LIKE '%rollups')::float8 " +
+            "FROM usage_events", connection))
+        await using (var reader = await sizes.ExecuteReaderAsync())
+        {
+            await reader.ReadAsync();
+            Console.WriteLine();
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"Storage: `usage_events` holds {reader.GetInt64(1)} rows in {reader.GetDouble(0):F0} bytes a row, its indexes and TOAST included; " +
+                $"the rollup tables hold {reader.GetDouble(2) / 1_048_576:F1} MB for these {devices} devices."));
         }
         return 0;
+    }
+
+    private static async Task<double> WalAsync(NpgsqlConnection connection)
+    {
+        await using var command = new NpgsqlCommand("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8", connection);
+        return (double)(await command.ExecuteScalarAsync())!;
     }
 
     /// <summary>The gateway's <c>UsageWriter.InsertAsync</c>, statement for statement.</summary>
