@@ -292,6 +292,10 @@ that inserts into \`usage_events\` and adds to the hourly, weekly, monthly, user
 time-to-first-byte rollups) in one transaction per batch, one batch after another on one connection, 5,000 devices,
 three models, a session per device, into a freshly migrated database. Postgres CPU is the postmaster's and all its
 children's. The gateway's writer flushes at most every 250 ms, so its batch is a quarter of a second of its requests.
+The second table runs 1, 2 and 4 writers at once (as 1, 2 and 4 gateways would), each on its own connection with its
+own rows over the same devices, while another connection samples \`pg_stat_activity\` every 10 ms for a writer waiting
+for a lock: every merge also updates the organisation-wide rollup rows (per model and hour, per model and day), which
+each writer's transaction holds until it commits.
 
 $(cat "$work/pg.md")
 

@@ -89,6 +89,65 @@ public static class CapacityPostgres
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {size} | {stored} | {wall:F1} | {stored / wall:F0} | {used:F2} | {1000 * 1000 * used / stored:F1} | {1000 * 1000 * writer / stored:F1} | {walBytes / stored:F0} B |"));
         }
+        // Several gateways' writers at once, each on its own connection with its own rows (the devices overlap, as
+        // behind a load balancer): do their merges add up, or take turns on the rows they share?
+        Console.WriteLine();
+        Console.WriteLine("| writers at once (batches of 500) | rows | wall s | rows/s in all | Postgres CPU ms per 1,000 rows | samples with a writer waiting for a lock | failed batches |");
+        Console.WriteLine("|---|---|---|---|---|---|---|");
+        foreach (var writers in new[] { 1, 2, 4 })
+        {
+            const int size = 500;
+            var perWriter = Math.Max(1, rows / size / writers);
+            var work = Enumerable.Range(0, writers).Select(_ => Enumerable.Range(0, perWriter)
+                .Select(_ => Enumerable.Range(0, size).Select(_ => Next(DateTimeOffset.UtcNow)).ToList()).ToList()).ToList();
+            var connections = new List<NpgsqlConnection>();
+            for (var i = 0; i < writers; i++)
+            {
+                connections.Add(await dataSource.OpenConnectionAsync());
+            }
+            var cpu = ClusterCpu(postmaster);
+            var clock = Stopwatch.StartNew();
+            var failed = 0;
+            var running = Enumerable.Range(0, writers).Select(w => Task.Run(async () =>
+            {
+                foreach (var batch in work[w])
+                {
+                    try
+                    {
+                        await StoreAsync(connections[w], batch);
+                    }
+                    catch (PostgresException)
+                    {
+                        Interlocked.Increment(ref failed);
+                    }
+                }
+            })).ToArray();
+            long samples = 0, waiting = 0;
+            await using (var probe = new NpgsqlCommand(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()", connection))
+            {
+                while (!running.All(t => t.IsCompleted))
+                {
+                    samples++;
+                    if ((long)(await probe.ExecuteScalarAsync())! > 0)
+                    {
+                        waiting++;
+                    }
+                    await Task.Delay(10);
+                }
+            }
+            await Task.WhenAll(running);
+            var wall = clock.Elapsed.TotalSeconds;
+            var used = (ClusterCpu(postmaster) - cpu).TotalSeconds;
+            foreach (var c in connections)
+            {
+                await c.DisposeAsync();
+            }
+            var stored = writers * perWriter * size;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {writers} | {stored} | {wall:F1} | {stored / wall:F0} | {1000 * 1000 * used / stored:F1} | {100.0 * waiting / Math.Max(1, samples):F0} % of {samples} | {failed} |"));
+        }
+
         await using (var sizes = new NpgsqlCommand(
             "SELECT pg_total_relation_size('usage_events')::float8 / greatest(count(*), 1), count(*), " +
             "(SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relkind = 'r' AND c.relname LIKE '%rollups')::float8 " +
