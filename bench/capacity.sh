@@ -3,8 +3,8 @@
 # PostgreSQL. Writes bench/capacity-results.md.
 #   1. Redis: calls per Redis CPU-second of the gateway's admission and settlement scripts (their text taken from the
 #      gateway's assembly), 5,000 devices, a device under one spend cap and a person under three.
-#   2. PostgreSQL: rows per second of one usage writer (the gateway's COPY and merge with its rollups) and Postgres CPU
-#      per 1,000 rows, at three batch sizes.
+#   2. PostgreSQL: rows per second of one usage writer (the gateway's COPY and merge with its rollups), Postgres CPU
+#      and WAL per 1,000 rows, at three batch sizes; then 1, 2 and 4 writers at once, sampling their lock waits.
 #   3. One full gateway under wrk -t2 -c64: CPU per request of the gateway, Redis, PostgreSQL, the simulator and wrk.
 #   4. N = 1..INSTANCES gateways on one Redis and one PostgreSQL, the same JWT_SECRET: one device with a request limit
 #      of LIMIT driven through all of them at once far past it (exactly LIMIT answers of 200, the rest 429 in
@@ -128,7 +128,7 @@ bootstrap() {
 # register DEVICE JSON-POLICY-FIELDS: a device registered by an operator with its own limits, then its token.
 register() {
   curl -sf "http://127.0.0.1:${gw_manage[0]}/manage/v1/devices" -H "x-api-key: $admin_key" -H 'content-type: application/json' \
-    -d '{"device_id":"'"$1"'",'"$2"'}' >/dev/null
+    -d '{"device_id":"'"$1"'",'"$2"'}' >/dev/null || { echo "the management API did not register $1" >&2; return 1; }
   bootstrap "$1"
 }
 rows() { psql_ -d claudeproxydb -c "SELECT count(*) FROM usage_events${1:+ WHERE $1}"; }
