@@ -66,6 +66,7 @@ sim_upstream=$(free_port)
 sim="$root/ClaudeProxy.AnthropicSimulator/bin/Release/net10.0/ClaudeProxy.AnthropicSimulator.dll"
 dotnet "$sim" --urls "http://127.0.0.1:$sim_direct" --api-key "$simkey" --record false >"$work/sim-direct.log" 2>&1 &
 pids+=($!)
+sim_direct_pid=$!
 dotnet "$sim" --urls "http://127.0.0.1:$sim_upstream" --api-key "$simkey" --record false >"$work/sim-upstream.log" 2>&1 &
 pids+=($!)
 
@@ -73,6 +74,7 @@ bare_port=$(free_port)
 dotnet "$root/bench/ClaudeProxy.Benchmarks/bin/Release/net10.0/ClaudeProxy.Benchmarks.dll" forwarder "http://127.0.0.1:$bare_port" \
   "http://127.0.0.1:$sim_direct" >"$work/bare.log" 2>&1 &
 pids+=($!)
+bare_pid=$!
 
 random_secret() { echo "bench-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"; }
 # The development identity provider, for a signed-in person's token (compared with a device's in S1 and S2).
@@ -103,21 +105,25 @@ targets="direct bare local gateway"
 if [ -n "$BASELINE" ]; then
   "$pgbin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres claudeproxydb_baseline
   baseline_port=$(free_port)
-  full_gateway "$BASELINE" "$baseline_port" claudeproxydb_baseline "$sim_direct" baseline
+  baseline_manage=$(free_port)
+  full_gateway "$BASELINE" "$baseline_port" claudeproxydb_baseline "$sim_direct" baseline "$baseline_manage"
   pids+=($!)
+  baseline_pid=$!
   targets="$targets baseline"
 fi
 # The same gateway with its limits and usage log in process (no REDIS_URL, no DATABASE_URL): the difference to the
 # full gateway is what the shared limits in Redis and the Postgres writer cost per request.
 local_port=$(free_port)
+local_manage=$(free_port)
 env ANTHROPIC_API_KEY="$simkey" ANTHROPIC_BASE_URL="http://127.0.0.1:$sim_direct" \
   JWT_SECRET="$(random_secret)" \
-  HOST=127.0.0.1 PORT="$local_port" MANAGEMENT_PORT="$(free_port)" \
+  HOST=127.0.0.1 PORT="$local_port" MANAGEMENT_PORT="$local_manage" \
   RATE_LIMIT_MAX=1000000 RATE_LIMIT_WINDOW=1000 TOKEN_LIMIT_PER_MINUTE=1000000000 DEFAULT_SPEND_CAP=1000000 \
   MAX_CONCURRENT_REQUESTS_PER_DEVICE=10000 \
   LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} \
   dotnet "$root/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll" >"$work/gateway-local.log" 2>&1 &
 pids+=($!)
+local_pid=$!
 # /_sim/stats is not an API route: probing it leaves the count of forwarded requests untouched.
 wait_http "http://127.0.0.1:$sim_direct/_sim/stats"
 wait_http "http://127.0.0.1:$sim_upstream/_sim/stats"
@@ -174,7 +180,7 @@ wrk_run() {
   BENCH_BODY=$body BENCH_KEY=$key BENCH_TOKEN=$tok BENCH_HEADER=$header \
     wrk -t"$threads" -c"$conns" -d"${DURATION}s" --timeout 30s -s bench/post.lua "$url" | awk '/^BENCH/ {
       for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-      print v["rps"], v["p50_us"], v["p99_us"], v["non2xx"] }'
+      print v["rps"], v["p50_us"], v["p99_us"], v["non2xx"], v["requests"] }'
 }
 
 # curl_streams TARGET -> lines "ttfb_ms ttlb_ms"
@@ -216,6 +222,36 @@ redis_per_request() {
   awk -v a="$before" -v b="$after" -v n="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.2f %.2f\n", (y[1] - x[1]) / n, (y[2] - x[2]) / n }'
 }
 
+# CPU per request: each process's user + system time (/proc/PID/stat) over a run, divided by the requests served; "all"
+# is the whole machine's busy time (/proc/stat), wrk and the simulators included.
+ticks() { local t=0 p; for p in "$@"; do t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo "$t"; }
+busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+redis_pid=$(ss -ltnp "sport = :$redis_port" | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1)
+pg_pids() { local m; m=$(ss -ltnp "sport = :$pg_port" | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1); echo "$m"; pgrep -P "$m"; }
+allocated() { { curl -s "http://127.0.0.1:$1/metrics" || true; } | awk '/^dotnet_gc_heap_total_allocated_bytes_total/ { print $2 }' | head -n1; }
+hz=$(getconf CLK_TCK)
+# s2_measured TARGET: S2 with the CPU of the target's process (and, for the gateway, Redis's and PostgreSQL's) counted.
+s2_measured() {
+  local target=$1 own manage="" t0 r0 p0 a0 b0 t1 r1 p1 a1 b1 rps p50 p99 n
+  case $target in
+    direct) own=$sim_direct_pid ;; bare) own=$bare_pid ;; local) own=$local_pid manage=$local_manage ;;
+    baseline) own=$baseline_pid manage=$baseline_manage ;; *) own=$gw_pid manage=$gw_manage ;;
+  esac
+  t0=$(ticks "$own"); r0=$(ticks "$redis_pid"); p0=$(ticks $(pg_pids)); b0=$(busy); a0=${manage:+$(allocated "$manage")}
+  read -r rps p50 p99 _ n < <(wrk_run "$target" 2 64 "$small")
+  t1=$(ticks "$own"); r1=$(ticks "$redis_pid"); p1=$(ticks $(pg_pids)); b1=$(busy); a1=${manage:+$(allocated "$manage")}
+  add "s2.rps.$target" "$rps"; add "s2.p50.$target" "$p50"; add "s2.p99.$target" "$p99"
+  add "cpu.own.$target" "$(awk -v d=$((t1 - t0)) -v n="$n" -v hz="$hz" 'BEGIN { printf "%.1f", 1e6 * d / hz / n }')"
+  add "cpu.all.$target" "$(awk -v d=$((b1 - b0)) -v n="$n" -v hz="$hz" 'BEGIN { printf "%.1f", 1e6 * d / hz / n }')"
+  if [ "$target" = gateway ] || [ "$target" = baseline ]; then
+    add "cpu.redis.$target" "$(awk -v d=$((r1 - r0)) -v n="$n" -v hz="$hz" 'BEGIN { printf "%.1f", 1e6 * d / hz / n }')"
+    add "cpu.pg.$target" "$(awk -v d=$((p1 - p0)) -v n="$n" -v hz="$hz" 'BEGIN { printf "%.1f", 1e6 * d / hz / n }')"
+  fi
+  if [ -n "$manage" ]; then
+    add "alloc.$target" "$(awk -v a="$a0" -v b="$a1" -v n="$n" 'BEGIN { printf "%.0f", (b - a) / n }')"
+  fi
+}
+
 echo "==> warm-up"
 for target in $targets; do DURATION=3 wrk_run "$target" 1 8 "$small" >/dev/null; done
 DURATION=3 wrk_run person 1 8 "$small" >/dev/null
@@ -231,7 +267,7 @@ for round in $(seq 1 "$ROUNDS"); do
     add "s3.ttfb.$target" "$(awk '{print $1}' <<<"$out" | median)"; add "s3.ttlb.$target" "$(awk '{print $2}' <<<"$out" | median)"
     read -r _ p50 p99 _ < <(wrk_run "$target" 1 1 "$small");   add "s1.p50.$target" "$p50"; add "s1.p99.$target" "$p99"
     read -r _ p50 p99 _ < <(wrk_run "$target" 1 1 "$big");     add "s4.p50.$target" "$p50"; add "s4.p99.$target" "$p99"
-    read -r rps p50 p99 _ < <(wrk_run "$target" 2 64 "$small"); add "s2.rps.$target" "$rps"; add "s2.p50.$target" "$p50"; add "s2.p99.$target" "$p99"
+    s2_measured "$target"
     if [ "$target" = gateway ]; then
       # The same gateway, with a signed-in person's token instead of a device's.
       read -r _ p50 p99 _ < <(wrk_run person 1 1 "$small");     add "s1.p50.person" "$p50"; add "s1.p99.person" "$p99"
@@ -239,6 +275,9 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
   done
 done
+
+echo "==> one Redis round trip (redis-cli --latency, an idle Redis woken for each sample, as in S1)"
+redis_rtt=$(for _ in 1 2 3; do redis-cli -p "$redis_port" --latency --raw | awk '{print $3}'; done | median)
 
 echo "==> S5: 256 concurrent open streams through the gateway"
 rss_before=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status")
@@ -360,6 +399,48 @@ Usage rows: $VERIFY tagged requests sent to completion during S5 got $verified_o
 received by the gateway's upstream simulator ($answered rows carry its request-id; $abandoned were left by their client,
 mostly streams wrk abandoned when its time was up, some before upstream had read them): $usage_ok.
 MD
+# The targets against YARP's forwarder alone, measured in the same rounds.
+of_bare() { awk -v a="$(med "$1.bare")" -v b="$(med "$1.$2")" 'BEGIN { printf "%.1f", 100 * b / a }'; }
+over_bare() { awk -v a="$(med "$1.bare")" -v b="$(med "$1.$2")" -v f="$3" 'BEGIN { printf "%.3f", (b - a) / f }'; }
+times_bare() { awk -v a="$(med "$1.bare")" -v b="$(med "$1.$2")" 'BEGIN { printf "%.2f", b / a }'; }
+yes_no() { awk "BEGIN { print ($1) ? \"met\" : \"**missed**\" }"; }
+s2_full=$(of_bare s2.rps gateway); s2_local=$(of_bare s2.rps local)
+s1_add=$(over_bare s1.p50 gateway 1000); s1_times=$(times_bare s1.p99 gateway); s3_add=$(over_bare s3.ttfb gateway 1)
+cat <<MD
+
+## Targets, against YARP's forwarder alone in the same rounds
+
+| figure | YARP alone | gateway | measured | target | |
+|---|---|---|---|---|---|
+| S2 requests/s, gateway with every feature on ÷ YARP alone | $(printf '%.0f' "$(med s2.rps.bare)") | $(printf '%.0f' "$(med s2.rps.gateway)") | $s2_full % | ≥ 75 % | $(yes_no "$s2_full >= 75") |
+| S2 requests/s, gateway with limits in process ÷ YARP alone | $(printf '%.0f' "$(med s2.rps.bare)") | $(printf '%.0f' "$(med s2.rps.local)") | $s2_local % | ≥ 90 % | $(yes_no "$s2_local >= 90") |
+| S1 p50, gateway − YARP alone | $(us_to_ms "$(med s1.p50.bare)") ms | $(us_to_ms "$(med s1.p50.gateway)") ms | +$s1_add ms | ≤ 0.08 ms | $(yes_no "$s1_add <= 0.08") |
+| S1 p99, gateway ÷ YARP alone | $(us_to_ms "$(med s1.p99.bare)") ms | $(us_to_ms "$(med s1.p99.gateway)") ms | ${s1_times}× | ≤ 1.5× | $(yes_no "$s1_times <= 1.5") |
+| S3 time to first byte, gateway − YARP alone | $(printf '%.3f' "$(med s3.ttfb.bare)") ms | $(printf '%.3f' "$(med s3.ttfb.gateway)") ms | +$s3_add ms | ≤ 0.1 ms | $(yes_no "$s3_add <= 0.1") |
+| S5 resident memory, 256 open streams, peak | | $peak_mb MB | $peak_mb MB | ≤ 150 MB | $(yes_no "$peak_mb <= 150") |
+
+## CPU per request in S2
+
+Each process's user and system time over its S2 runs divided by the requests served (/proc/PID/stat), and the whole
+machine's busy time (wrk and the simulators included); allocations are the gateway's own count
+(\`dotnet.gc.heap.total_allocated\`). With both cores busy, requests/s is two cores divided by the machine's CPU per request.
+
+| target | its own process | Redis | PostgreSQL | whole machine | allocated per request |
+|---|---|---|---|---|---|
+| direct (the simulator) | $(med cpu.own.direct) µs | | | $(med cpu.all.direct) µs | |
+| YARP alone | $(med cpu.own.bare) µs | | | $(med cpu.all.bare) µs | |
+| gateway, limits in process | $(med cpu.own.local) µs | | | $(med cpu.all.local) µs | $(med alloc.local) B |
+| gateway | $(med cpu.own.gateway) µs | $(med cpu.redis.gateway) µs | $(med cpu.pg.gateway) µs | $(med cpu.all.gateway) µs | $(med alloc.gateway) B |
+MD
+if [ -n "$BASELINE" ]; then
+  printf '| gateway before (%s) | %s µs | %s µs | %s µs | %s µs | %s B |\n' "$(git -C "$BASELINE" log -1 --format=%h)" "$(med cpu.own.baseline)" \
+    "$(med cpu.redis.baseline)" "$(med cpu.pg.baseline)" "$(med cpu.all.baseline)" "$(med alloc.baseline)"
+fi
+cat <<MD
+
+One Redis round trip on this machine, from an idle Redis as in S1 (\`redis-cli --latency\`, median of three 1 s
+samplings): $redis_rtt ms.
+MD
 step() { awk -v a="$(med "$1.$2")" -v b="$(med "$1.$3")" -v f="$4" 'BEGIN { printf "%+.3f", (b - a) / f }'; }
 share() { awk -v a="$(med "$1.direct")" -v b="$(med "$1.$2")" 'BEGIN { printf "%.1f", 100 * b / a }'; }
 cat <<MD
@@ -369,19 +450,23 @@ cat <<MD
 Each added figure splits into three steps: YARP's forwarder alone over direct, the gateway with its limits in
 process over YARP alone, and Redis and Postgres over that.
 
+- S2: on two shared cores requests/s is set by the machine's CPU per request: $(med cpu.all.bare) µs through YARP alone,
+  $(med cpu.all.local) µs through the gateway with limits in process, $(med cpu.all.gateway) µs through the gateway
+  ($(awk -v a="$(med cpu.all.bare)" -v b="$(med cpu.all.gateway)" 'BEGIN { printf "%.0f", 100 * a / b }') % of YARP's rate at best). Of the gateway's, its own process
+  takes $(med cpu.own.gateway) µs (YARP alone's $(med cpu.own.bare) µs; limits in process $(med cpu.own.local) µs: the
+  rest is the Redis and Postgres clients), Redis $(med cpu.redis.gateway) µs and PostgreSQL $(med cpu.pg.gateway) µs, all on
+  the same two cores as wrk and the simulator. 75 % of YARP's rate would leave the gateway, Redis and PostgreSQL together
+  $(awk -v a="$(med cpu.all.bare)" -v o="$(med cpu.own.bare)" 'BEGIN { printf "%.0f", a / 0.75 - a + o }') µs per request.
 - S1 p50: $(step s1.p50 direct bare 1000) ms forwarding, $(step s1.p50 bare local 1000) ms the gateway's own work (token, body scan,
   allowlist, breaker, limits, usage tap, pricing), $(step s1.p50 local gateway 1000) ms the Redis admission round trip and the Postgres
-  writer sharing the two cores. Forwarding alone and one Redis round trip already exceed a 0.15 ms budget on this machine.
+  writer sharing the two cores. One Redis round trip from an idle Redis alone takes $redis_rtt ms here.
 - S1 p99 is set by scheduling: four server processes, Redis, Postgres and wrk on two cores; the direct p99 itself
   ranges over a few ms between rounds.
-- S2: YARP alone reaches $(share s2.rps bare) % of the direct throughput, the gateway with limits in process $(share s2.rps local) %, the
-  gateway $(share s2.rps gateway) %. Every proxied request costs a second HTTP hop and the simulator's own work on the same two
-  cores, and here Redis and Postgres too; 60 % of direct is out of reach of any forwarder measured this way.
 - S3 time to first byte: $(step s3.ttfb direct bare 1) ms forwarding, $(step s3.ttfb bare local 1) ms the gateway's own work,
-  $(step s3.ttfb local gateway 1) ms Redis and Postgres.
-- S5: the gateway holds $(mb "$rss_start") MB right after start (the runtime, JIT-compiled code for ASP.NET Core, YARP, EF Core,
-  Npgsql, StackExchange.Redis and OpenTelemetry, and the mapped assembly files) and keeps what its pools grew to under
-  S2's load; the 256 open streams themselves add $(awk -v a="$rss_before" -v b="$peak" 'BEGIN { printf "%.0f", (b - a) / 1024 }') MB.
+  $(step s3.ttfb local gateway 1) ms Redis and Postgres: the admission's round trip comes before the first byte can.
+- S5: the gateway holds $(mb "$rss_start") MB right after start, before its first request (the runtime, JIT-compiled code for
+  ASP.NET Core, YARP, EF Core, Npgsql, StackExchange.Redis and OpenTelemetry, and the mapped assembly files) and keeps
+  what its pools grew to under S2's load; the 256 open streams themselves add $(awk -v a="$rss_before" -v b="$peak" 'BEGIN { printf "%.0f", (b - a) / 1024 }') MB.
 MD
 person_row() {
   local d p

@@ -233,6 +233,9 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
     /// <summary>The admission script as Redis runs it, its outcome codes written from <see cref="AdmissionOutcome"/>.</summary>
     internal static string AdmitScriptText => AdmitScript;
 
+    /// <summary>The settlement script as Redis runs it.</summary>
+    internal static string SettleScriptText => SettleScript;
+
     /// <summary>The outcomes the admission script returns; the others (Redis unavailable, spend unknown) are decided in the service.</summary>
     internal static bool IsScriptOutcome(AdmissionOutcome outcome) => outcome < AdmissionOutcome.Unavailable;
 

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Reflection;
 using System.Text;
 using ClaudeProxy.Gateway.Limits;
 using StackExchange.Redis;
@@ -20,10 +19,8 @@ public static class CapacityRedis
     private const long CapMicros = 1_000_000_000_000;
     private const long SpendTtlMs = 31L * 86_400_000 + 86_400_000;
 
-    /// <summary>The settlement script, read from the gateway's assembly (a private constant there).</summary>
-    public static string SettleScriptText =>
-        (string)(typeof(RedisAdmissionStore).GetField("SettleScript", BindingFlags.NonPublic | BindingFlags.Static)?.GetRawConstantValue()
-            ?? throw new InvalidOperationException("RedisAdmissionStore.SettleScript is gone: update bench/ClaudeProxy.Benchmarks/CapacityRedis.cs"));
+    /// <summary>The settlement script, from the gateway's assembly.</summary>
+    public static string SettleScriptText => RedisAdmissionStore.SettleScriptText;
 
     public static async Task<int> RunAsync(string endpoint, int devices, int seconds, int concurrency)
     {
@@ -63,6 +60,9 @@ public static class CapacityRedis
                 i => load.AdmitAsync(db, load.Ids[i % load.Ids.Length]), load.Outcomes);
             await Measure(server, pid, $"settlement | {name}: {load.Caps} cap{(load.Caps == 1 ? "" : "s")}", seconds, concurrency,
                 i => load.SettleAsync(db, load.Ids[i % load.Ids.Length]), null);
+            // A busy device: its last request's settlement rides on the admission of its next.
+            await Measure(server, pid, $"admission carrying a settlement | {name}: {load.Caps} cap{(load.Caps == 1 ? "" : "s")}", seconds, concurrency,
+                i => load.AdmitAsync(db, load.Ids[i % load.Ids.Length], carry: true), load.Outcomes);
         }
         return 0;
     }
@@ -131,17 +131,19 @@ public static class CapacityRedis
         public int Caps { get; } = counters("x").Length;
         public Dictionary<int, long> Outcomes { get; } = [];
 
-        public async Task AdmitAsync(IDatabase db, string id)
+        public async Task AdmitAsync(IDatabase db, string id, bool carry = false)
         {
             var caps = counters(id);
-            var keys = new RedisKey[3 + caps.Length];
+            var carried = carry ? caps.Length : 0;
+            var keys = new RedisKey[3 + caps.Length + carried];
             keys[0] = RedisAdmissionStore.RateKey(id);
             keys[1] = RedisAdmissionStore.TokenKey(id);
             keys[2] = RedisAdmissionStore.StandingKey(id);
             caps.CopyTo(keys, 3);
             // As RedisAdmissionStore.AdmitAsync builds them: limit, window, member, token limit, reserve, policy version,
-            // standing seed, its version, refuse unknown, caps, then per cap: cap, ttl, spend seed.
-            var args = new RedisValue[10 + 3 * caps.Length];
+            // standing seed, its version, refuse unknown, caps, then per cap: cap, ttl, spend seed; then the settlement
+            // carried: tokens, counters, and per counter its generation and delta.
+            var args = new RedisValue[12 + 3 * caps.Length + 2 * carried];
             args[0] = 1_000_000;
             args[1] = 60_000;
             args[2] = Guid.NewGuid().ToString("N");
@@ -157,6 +159,23 @@ public static class CapacityRedis
                 args[10 + 3 * i] = CapMicros;
                 args[11 + 3 * i] = SpendTtlMs;
                 args[12 + 3 * i] = 0;
+            }
+            var at = 10 + 3 * caps.Length;
+            args[at] = carry ? 900 : 0;
+            args[at + 1] = carried;
+            if (carry)
+            {
+                long[]? generations;
+                lock (_generations)
+                {
+                    _generations.TryGetValue(id, out generations);
+                }
+                caps.CopyTo(keys, 3 + caps.Length);
+                for (var i = 0; i < carried; i++)
+                {
+                    args[at + 2 + 2 * i] = generations?[i] ?? 0;
+                    args[at + 3 + 2 * i] = 4_000 - Reserve;
+                }
             }
             var result = (RedisResult[])(await db.ScriptEvaluateAsync(admitSha, keys, args))!;
             var outcome = (int)result[0];
@@ -181,13 +200,13 @@ public static class CapacityRedis
             var keys = new RedisKey[1 + caps.Length];
             keys[0] = RedisAdmissionStore.TokenKey(id);
             caps.CopyTo(keys, 1);
-            // A small answer: its tokens, and the reservation minus what it cost.
-            var args = new RedisValue[2 + caps.Length];
+            // A small answer: its tokens, and per counter its generation and what it cost minus the reservation.
+            var args = new RedisValue[1 + 2 * caps.Length];
             args[0] = 900;
-            args[1] = 4_000 - Reserve;
             for (var i = 0; i < caps.Length; i++)
             {
-                args[2 + i] = generations?[i] ?? 0;
+                args[1 + 2 * i] = generations?[i] ?? 0;
+                args[2 + 2 * i] = 4_000 - Reserve;
             }
             await db.ScriptEvaluateAsync(settleSha, keys, args);
         }
