@@ -15,10 +15,17 @@ public static class CorrelationId
     public static string Assign(HttpContext context)
     {
         var incoming = context.Request.Headers[Header].ToString();
-        var id = IsSane(incoming) ? incoming : "req_" + Guid.CreateVersion7().ToString("N");
+        var id = IsSane(incoming) ? incoming : NewId();
         context.Items[ItemKey] = id;
         return id;
     }
+
+    /// <summary><c>req_</c> and a time-ordered UUID in hex, written once.</summary>
+    private static string NewId() => string.Create(36, Guid.CreateVersion7(), static (span, guid) =>
+    {
+        "req_".CopyTo(span);
+        guid.TryFormat(span[4..], out _, "N");
+    });
 
     private static bool IsSane(string value)
     {

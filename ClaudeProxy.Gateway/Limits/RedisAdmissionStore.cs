@@ -251,6 +251,24 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
 
     public bool IsConnected => redis.IsConnected;
 
+    // A device's own keys, made once rather than for every request; forgotten in bulk when there are too many.
+    private sealed record DeviceKeys(RedisKey Rate, RedisKey Tokens, RedisKey Standing);
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, DeviceKeys> KeysByDevice = new(StringComparer.Ordinal);
+    private const int MaxKeyedDevices = 100_000;
+
+    private static DeviceKeys DeviceKeysOf(string deviceId)
+    {
+        if (KeysByDevice.TryGetValue(deviceId, out var keys))
+        {
+            return keys;
+        }
+        if (KeysByDevice.Count >= MaxKeyedDevices)
+        {
+            KeysByDevice.Clear();
+        }
+        return KeysByDevice[deviceId] = new DeviceKeys(RateKey(deviceId), TokenKey(deviceId), StandingKey(deviceId));
+    }
+
     // A request's entry in a sliding window log: unique across instances (a random prefix per process) and short.
     private static readonly string MemberPrefix = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
     private static long _members;
@@ -269,9 +287,10 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
         var caps = request.Caps;
         var spend = carried?.Spend ?? [];
         var keys = new RedisKey[3 + caps.Length + spend.Count];
-        keys[0] = RateKey(request.DeviceId);
-        keys[1] = TokenKey(request.DeviceId);
-        keys[2] = StandingKey(request.DeviceId);
+        var device = DeviceKeysOf(request.DeviceId);
+        keys[0] = device.Rate;
+        keys[1] = device.Tokens;
+        keys[2] = device.Standing;
         var args = new RedisValue[12 + 3 * caps.Length + 2 * spend.Count];
         args[0] = request.RateLimit;
         args[1] = (long)request.RateWindow.TotalMilliseconds;
@@ -352,7 +371,7 @@ public sealed class RedisAdmissionStore(IConnectionMultiplexer redis)
             return;
         }
         var keys = new RedisKey[1 + batch.Spend.Count];
-        keys[0] = TokenKey(batch.DeviceId);
+        keys[0] = DeviceKeysOf(batch.DeviceId).Tokens;
         var args = new RedisValue[1 + 2 * batch.Spend.Count];
         args[0] = batch.Tokens;
         for (var j = 0; j < batch.Spend.Count; j++)

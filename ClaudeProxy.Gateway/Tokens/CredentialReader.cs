@@ -8,12 +8,18 @@ public static class CredentialReader
 {
     public static string? Read(HttpRequest request)
     {
+        var credential = ReadSpan(request);
+        return credential.IsEmpty ? null : credential.ToString();
+    }
+
+    /// <summary>The credential where it sits in its header, without a copy; empty when there is none.</summary>
+    public static ReadOnlySpan<char> ReadSpan(HttpRequest request)
+    {
         var authorization = request.Headers.Authorization.ToString();
         if (authorization.Length > 7 && authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
         {
-            return authorization[7..].Trim();
+            return authorization.AsSpan(7).Trim();
         }
-        var apiKey = request.Headers["x-api-key"].ToString();
-        return apiKey.Length > 0 ? apiKey.Trim() : null;
+        return request.Headers["x-api-key"].ToString().AsSpan().Trim();
     }
 }

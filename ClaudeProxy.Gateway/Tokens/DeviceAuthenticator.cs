@@ -37,7 +37,11 @@ public sealed class DeviceAuthenticator(TokenService tokens, IDeviceStanding sta
     /// <summary>The token alone; the caller must have admission check the device's standing.</summary>
     public async ValueTask<DeviceIdentity?> AuthenticateTokenAsync(HttpContext context)
     {
-        var check = await tokens.ValidateAsync(CredentialReader.Read(context.Request));
+        // A token seen before is found without copying it out of its header; a new one is validated.
+        if (!tokens.TryCached(CredentialReader.ReadSpan(context.Request), out var check))
+        {
+            check = await tokens.ValidateAsync(CredentialReader.Read(context.Request));
+        }
         if (check.Status == TokenStatus.Expired && check.Identity!.IsPerson)
         {
             await WritePersonRefusalAsync(context, "your gateway sign-in has expired: run /login to sign in again");
