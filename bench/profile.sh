@@ -18,6 +18,8 @@ command -v curl >/dev/null 2>&1 || apt_install curl
 dotnet tool restore >/dev/null
 
 TARGET=${TARGET:-gateway}
+# CHECKOUT: the gateway of another checkout, built in Release (an earlier commit, to compare); the tools are this one's.
+CHECKOUT=${CHECKOUT:-$root}
 DURATION=${DURATION:-10}
 TRACE_SECONDS=${TRACE_SECONDS:-8}
 out=${PROFILE_OUT:-bench/profile-results.md}
@@ -76,7 +78,7 @@ else
     HOST=127.0.0.1 PORT="$gw_port" MANAGEMENT_PORT="$gw_manage" "${backing[@]}" \
     RATE_LIMIT_MAX=1000000 RATE_LIMIT_WINDOW=1000 TOKEN_LIMIT_PER_MINUTE=1000000000 DEFAULT_SPEND_CAP=1000000 \
     MAX_CONCURRENT_REQUESTS_PER_DEVICE=10000 USAGE_SPOOL_DIR="$work/spool" LOG_LEVEL=warn \
-    dotnet "$root/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll" >"$work/gateway.log" 2>&1 &
+    dotnet "$CHECKOUT/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll" >"$work/gateway.log" 2>&1 &
   gw_pid=$!
   pids+=($gw_pid)
   wait_http "http://127.0.0.1:$gw_port/readyz"
@@ -164,7 +166,7 @@ allocations 64
 {
   echo "# Where a request's time goes ($TARGET)"
   echo
-  echo "Written by \`bench/profile.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') at $(git log -1 --format=%h). CPU per request is each process's user and"
+  echo "Written by \`bench/profile.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') at $(git -C "$CHECKOUT" log -1 --format=%h)$([ "$CHECKOUT" = "$root" ] || echo " (the gateway of $CHECKOUT)")$(git diff --quiet HEAD -- ClaudeProxy.Gateway 2>/dev/null || [ "$CHECKOUT" != "$root" ] || echo " with uncommitted changes"). CPU per request is each process's user and"
   echo "system time over the run divided by the requests served; allocations are the gateway's own count."
   echo
   echo "| scenario | requests | requests/s | p50 ms | p99 ms | gateway CPU µs/request | Redis CPU µs/request | PostgreSQL CPU µs/request | gateway bytes allocated/request |"
