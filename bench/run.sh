@@ -258,6 +258,17 @@ DURATION=3 wrk_run person 1 8 "$small" >/dev/null
 echo "==> Redis commands per request"
 read -r scripts_device commands_device < <(redis_per_request "$token" 300)
 read -r scripts_person commands_person < <(redis_per_request "$person_token" 300)
+# The same counts for a busy device: one connection sending back to back (S1's load), where each settlement can ride
+# on the next admission.
+redis_busy() {
+  local before after n
+  before=$(redis_counts)
+  read -r _ _ _ _ n < <(DURATION=3 wrk_run "$1" 1 1 "$small")
+  after=$(redis_counts)
+  awk -v a="$before" -v b="$after" -v n="$n" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.2f %.2f\n", (y[1] - x[1]) / n, (y[2] - x[2]) / n }'
+}
+read -r busy_scripts_device busy_commands_device < <(redis_busy gateway)
+read -r busy_scripts_person busy_commands_person < <(redis_busy person)
 
 for round in $(seq 1 "$ROUNDS"); do
   echo "==> round $round of $ROUNDS"
@@ -281,6 +292,7 @@ redis_rtt=$(for _ in 1 2 3; do redis-cli -p "$redis_port" --latency --raw | awk 
 
 echo "==> S5: 256 concurrent open streams through the gateway"
 rss_before=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status")
+bare_rss=$(awk '/VmRSS/ {print $2}' "/proc/$bare_pid/status")
 peak=0
 ( DURATION=12 wrk_run gateway 2 256 "$stream" "x-sim-delay-ms: 40" >"$work/s5.out" ) &
 s5=$!
@@ -466,7 +478,8 @@ process over YARP alone, and Redis and Postgres over that.
   $(step s3.ttfb local gateway 1) ms Redis and Postgres: the admission's round trip comes before the first byte can.
 - S5: the gateway holds $(mb "$rss_start") MB right after start, before its first request (the runtime, JIT-compiled code for
   ASP.NET Core, YARP, EF Core, Npgsql, StackExchange.Redis and OpenTelemetry, and the mapped assembly files) and keeps
-  what its pools grew to under S2's load; the 256 open streams themselves add $(awk -v a="$rss_before" -v b="$peak" 'BEGIN { printf "%.0f", (b - a) / 1024 }') MB.
+  what its pools grew to under S2's load ($(mb "$rss_before") MB after the rounds); the 256 open streams themselves add
+  $(awk -v a="$rss_before" -v b="$peak" 'BEGIN { d = (b - a) / 1024; printf "%.0f", d < 0 ? 0 : d }') MB. YARP's forwarder alone holds $(mb "$bare_rss") MB after the same rounds.
 MD
 person_row() {
   local d p
@@ -476,7 +489,7 @@ person_row() {
     rps) printf '| %s | %.0f | %.0f | %+.1f %% |\n' "$2" "$d" "$p" "$(awk -v a="$d" -v b="$p" 'BEGIN { print 100 * (b - a) / a }')" ;;
   esac
 }
-printf '\n## A signed-in person under three spend caps against a device\n\nThe same gateway in the same rounds, with the token of a person signed in through the identity provider (`bench/sign-in.py`\nagainst the development provider) instead of a device'"'"'s. The person is under three spend caps (%s): their own\nspend limit, the pool of their provider group and the organisation'"'"'s limit, each reserved and settled with the others.\nCounted by Redis over 300 sequential requests each, every instance included: scripts sent to Redis per request (round trips:\nadmission and settlement) device %s, person under three caps %s; commands Redis ran per request, those inside the scripts\nincluded, device %s, person %s.\n\n' "$caps" "$scripts_device" "$scripts_person" "$commands_device" "$commands_person"
+printf '\n## A signed-in person under three spend caps against a device\n\nThe same gateway in the same rounds, with the token of a person signed in through the identity provider (`bench/sign-in.py`\nagainst the development provider) instead of a device'"'"'s. The person is under three spend caps (%s): their own\nspend limit, the pool of their provider group and the organisation'"'"'s limit, each reserved and settled with the others.\nCounted by Redis over 300 requests each sent by curl one after another (a few ms apart, longer than SETTLEMENT_DELAY_MS), every\ninstance included: scripts sent to Redis per request (round trips: admission and settlement) device %s, person under three caps %s;\ncommands Redis ran per request, those inside the scripts included, device %s, person %s. Sent back to back on one connection\n(S1'"'"'s load, 3 s), where each settlement rides on the next admission: scripts per request device %s, person %s; commands\ndevice %s, person %s.\n\n' "$caps" "$scripts_device" "$scripts_person" "$commands_device" "$commands_person" "$busy_scripts_device" "$busy_scripts_person" "$busy_commands_device" "$busy_commands_person"
 
 printf '| figure | device token | person token | person − device |\n|---|---|---|---|\n'
 person_row s1.p50 "S1 p50" us; person_row s1.p99 "S1 p99" us; person_row s2.rps "S2 requests/s" rps; person_row s2.p50 "S2 p50" us
