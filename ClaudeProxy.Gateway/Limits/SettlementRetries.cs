@@ -41,11 +41,11 @@ public sealed partial class SettlementRetries(
     private readonly ConcurrentDictionary<string, Deferred> _deferred = new(StringComparer.Ordinal);
     private readonly Progress _handedOver = new();
     private readonly Progress _settled = new();
-    private readonly Channel<bool> _due = Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
-    {
-        FullMode = BoundedChannelFullMode.DropWrite,
-        SingleReader = true,
-    });
+    // Settlements in _deferred. The flush timer is armed while there are any, and disarmed when an admission took the
+    // last: a device that keeps sending wakes nothing. Each side changes the count (a full fence) before touching the
+    // timer, and a disarm looks at the count again, so an item that arrives meanwhile is never left without a timer.
+    private int _waiting;
+    private ITimer? _flushTimer;
 
     private sealed class Deferred
     {
@@ -103,7 +103,31 @@ public sealed partial class SettlementRetries(
                 }
             }
         }
-        _due.Writer.TryWrite(true);
+        if (Interlocked.Increment(ref _waiting) == 1)
+        {
+            ArmFlush();
+        }
+    }
+
+    private void ArmFlush() => (_flushTimer ??= CreateFlushTimer()).Change(options.SettlementDelay, Timeout.InfiniteTimeSpan);
+
+    private ITimer CreateFlushTimer()
+    {
+        lock (_gate)
+        {
+            return _flushTimer ?? time.CreateTimer(static state => _ = ((SettlementRetries)state!).FlushDueAsync(), this,
+                Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    /// <summary>The delay has passed: whatever no admission took goes now.</summary>
+    private async Task FlushDueAsync()
+    {
+        await FlushAsync();
+        if (Volatile.Read(ref _waiting) > 0)
+        {
+            ArmFlush();
+        }
     }
 
     /// <summary>
@@ -121,6 +145,14 @@ public sealed partial class SettlementRetries(
         {
             deferred.Taken = true;
             parts = [.. deferred.Items];
+        }
+        if (parts.Length > 0 && Interlocked.Add(ref _waiting, -parts.Length) == 0)
+        {
+            _flushTimer?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            if (Volatile.Read(ref _waiting) > 0)
+            {
+                ArmFlush();
+            }
         }
         return parts.Length == 0 ? null : SettlementBatch.Of(parts);
     }
@@ -197,17 +229,11 @@ public sealed partial class SettlementRetries(
         Carried(batch, error);
     }
 
-    private async Task FlushLoopAsync(CancellationToken stoppingToken)
+    private async Task FlushAtStopAsync(CancellationToken stoppingToken)
     {
         try
         {
-            while (await _due.Reader.WaitToReadAsync(stoppingToken))
-            {
-                _due.Reader.TryRead(out _);
-                // The wait is what lets the device's next admission carry them; whatever it did not take goes now.
-                await Task.Delay(options.SettlementDelay, time, stoppingToken);
-                await FlushAsync();
-            }
+            await Task.Delay(Timeout.InfiniteTimeSpan, time, stoppingToken);
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
@@ -254,7 +280,7 @@ public sealed partial class SettlementRetries(
     }
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        Task.WhenAll(FlushLoopAsync(stoppingToken), RetryLoopAsync(stoppingToken));
+        Task.WhenAll(FlushAtStopAsync(stoppingToken), RetryLoopAsync(stoppingToken));
 
     private async Task RetryLoopAsync(CancellationToken stoppingToken)
     {
