@@ -83,4 +83,26 @@ public sealed class ConfigurationTests
         var error = Assert.Throws<GatewayConfigurationException>(() => GatewayOptions.Load(config));
         Assert.Contains("RATE_LIMIT_MAX", error.Message);
     }
+
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("1001")]
+    [InlineData("soon")]
+    [InlineData("1e9")]
+    public void A_settlement_delay_out_of_range_names_its_setting(string raw)
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["SETTLEMENT_DELAY_MS"] = raw }).Build();
+        var error = Assert.Throws<GatewayConfigurationException>(() => Gateway.Limits.LimitOptions.Load(config));
+        Assert.Contains("SETTLEMENT_DELAY_MS", error.Message);
+    }
+
+    [Theory]
+    [InlineData(null, 2)]
+    [InlineData("0", 0)]
+    [InlineData("50", 50)]
+    public void The_settlement_delay_defaults_to_two_milliseconds_and_zero_turns_it_off(string? raw, int milliseconds)
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["SETTLEMENT_DELAY_MS"] = raw }).Build();
+        Assert.Equal(TimeSpan.FromMilliseconds(milliseconds), Gateway.Limits.LimitOptions.Load(config).SettlementDelay);
+    }
 }
