@@ -163,6 +163,29 @@ trace S1 1
 trace S2 64
 allocations 64
 
+# Steps of a request in S2's CPU trace: each step's frames' inclusive share of the gateway's CPU samples (the largest
+# of a method's frames: an async method's resumptions each carry the same name), times its CPU per request.
+s2_cpu=$(awk -F'|' '/^\| S2 \|/ { gsub(/ /, "", $7); print $7 }' <<<"$s2")
+dotnet dotnet-trace report "$work/S2.nettrace" topN -n 5000 --inclusive >"$work/S2.all.txt" 2>/dev/null || true
+step_row() { # NAME PATTERN
+  awk -v name="$1" -v pat="$2" -v cpu="$s2_cpu" '
+    index($0, pat) { for (i = 1; i <= NF; i++) if ($i ~ /%$/) { v = $i + 0; if (v > best) best = v; break } }
+    END { printf "| %s | %.1f %% | %.1f µs |\n", name, best, best * cpu / 100 }' "$work/S2.all.txt"
+}
+steps=$(
+  step_row "authenticate (token cache, else JWT validation)" "Tokens.DeviceAuthenticator+<AuthenticateTokenAsync>"
+  step_row "read and scan the body" "Forwarding.RequestBody+<ReadAsync>"
+  step_row "admission: limits, caps, standing (Redis client included)" "Limits.AdmissionService+<AdmitAsync>"
+  step_row "of which the Redis script call" "Redis.RedisDatabase+<ScriptEvaluateAsync>"
+  step_row "forward to Anthropic and stream back (YARP, HttpClient, breaker)" "Forwarder.HttpForwarder+<SendAsync>"
+  step_row "of which the circuit breaker's pipeline (Polly)" "Forwarding.CircuitBreakerHandler+<SendAsync>"
+  step_row "usage tap (parse the answer as it passes)" "Usage.UsageTapStream+<WriteAsync>"
+  step_row "usage writer (background: binary COPY and merge)" "Usage.UsageWriter+<InsertAsync>"
+  step_row "Kestrel: parse the request" "Http.Http1Connection::TryParseRequest"
+  step_row "the whole request handler (ProxyHandler)" "Forwarding.ProxyHandler+<HandleAsync>"
+  step_row "the kernel (system calls, scheduling)" "vmlinux!entry_SYSCALL_64_after_hwframe"
+)
+
 {
   echo "# Where a request's time goes ($TARGET)"
   echo
@@ -175,6 +198,13 @@ allocations 64
   echo "$s2"
   echo
   echo "Gateway memory after S2: ${memory}GC heap after the last collection $gc_heap.${GATEWAY_ENV:+ Gateway environment: \`$GATEWAY_ENV\`.}"
+  echo
+  echo "Steps of a request in S2 (share of the gateway's CPU samples, inclusive, times its $s2_cpu µs of CPU per request;"
+  echo "steps overlap where one calls another):"
+  echo
+  echo "| step | share of CPU | per request |"
+  echo "|---|---|---|"
+  echo "$steps"
   echo
   echo "Managed heap after S2 (dotnet-gcdump, live objects after a full collection):"
   echo

@@ -510,6 +510,10 @@ if [ -n "$BASELINE" ]; then
   before_after s1.p50 "S1 p50" us; before_after s1.p99 "S1 p99" us; before_after s2.rps "S2 requests/s" rps
   before_after s2.p50 "S2 p50" us
 fi
+if [ -f bench/profile-results-before.md ] && [ -f bench/profile-results.md ]; then
+  printf '\n## Where a request'"'"'s time goes, step by step, before and after\n\n'
+  python3 bench/steps.py bench/profile-results-before.md bench/profile-results.md
+fi
 if [ -n "$micro" ]; then
   printf '\n## Micro-benchmarks (BenchmarkDotNet, short job)\n\n%s' "$micro"
 fi
