@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 source scripts/lib/install.sh
+source bench/lib.sh
 ensure_dotnet
 ensure_postgres
 command -v curl >/dev/null 2>&1 || apt_install curl
@@ -21,25 +22,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   dotnet build ClaudeProxy.sln -c Release -nologo -v quiet
 fi
 
-work=$(mktemp -d /tmp/claudeproxy-analytics-XXXXXX)
-chmod 755 "$work"
-pids=()
-pgbin=$(pg_bin_dir)
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${KEEP_BENCH:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-  local port
-  while :; do
-    port=$(shuf -i 20000-60000 -n 1)
-    ss -ltn "sport = :$port" | grep -q LISTEN || { echo "$port"; return; }
-  done
-}
-wait_http() { for _ in $(seq 1 300); do curl -fs -o /dev/null "$@" && return 0; sleep 0.1; done; echo "not ready: $*" >&2; return 1; }
+bench_init analytics
 
 echo "==> starting PostgreSQL (and Redis) with the tests' starters"
 dotnet "$root/bench/ClaudeProxy.Benchmarks/bin/Release/net10.0/ClaudeProxy.Benchmarks.dll" servers "$work/servers.env" >"$work/servers.log" 2>&1 &

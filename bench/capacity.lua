@@ -1,5 +1,7 @@
 -- wrk, for bench/capacity.sh: POST a message (the body from BENCH_BODY, the token from BENCH_TOKEN), count the answers
--- by status, and check that every 429 is in Anthropic's error shape with the type rate_limit_error.
+-- by status, and check that every 429 is in Anthropic's error shape with the type rate_limit_error. The request itself
+-- is bench/post.lua's.
+dofile("bench/post.lua")
 local threads = {}
 
 function setup(thread)
@@ -7,13 +9,6 @@ function setup(thread)
 end
 
 function init(args)
-  local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
-  wrk.body = f:read("*a")
-  f:close()
-  wrk.method = "POST"
-  wrk.headers["content-type"] = "application/json"
-  wrk.headers["anthropic-version"] = "2023-06-01"
-  wrk.headers["authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
   ok, limited, shaped, other = 0, 0, 0, 0
 end
 

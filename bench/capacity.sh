@@ -16,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 source scripts/lib/install.sh
+source bench/lib.sh
 ensure_dotnet
 ensure_redis
 ensure_postgres
@@ -32,26 +33,7 @@ started=$(date +%s)
 echo "==> building Release"
 dotnet build ClaudeProxy.sln -c Release -nologo -v quiet
 
-work=$(mktemp -d /tmp/claudeproxy-capacity-XXXXXX)
-chmod 755 "$work"
-pids=()
-pgbin=$(pg_bin_dir)
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${KEEP_BENCH:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-  local port
-  while :; do
-    port=$(shuf -i 20000-60000 -n 1)
-    ss -ltn "sport = :$port" | grep -q LISTEN || { echo "$port"; return; }
-  done
-}
-wait_http() { for _ in $(seq 1 300); do curl -fs -o /dev/null "$@" && return 0; sleep 0.1; done; echo "not ready: $*" >&2; return 1; }
-random_secret() { echo "bench-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"; }
+bench_init capacity
 bench="$root/bench/ClaudeProxy.Benchmarks/bin/Release/net10.0/ClaudeProxy.Benchmarks.dll"
 hz=$(getconf CLK_TCK)
 # ticks PID...: their CPU time so far (user + system, in clock ticks); fields 14 and 15 of /proc/PID/stat.

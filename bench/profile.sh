@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 source scripts/lib/install.sh
+source bench/lib.sh
 ensure_dotnet
 ensure_redis
 ensure_postgres
@@ -27,24 +28,7 @@ out=${PROFILE_OUT:-bench/profile-results.md}
 echo "==> building Release"
 dotnet build ClaudeProxy.sln -c Release -nologo -v quiet
 
-work=$(mktemp -d /tmp/claudeproxy-profile-XXXXXX)
-chmod 755 "$work"
-pids=()
-pgbin=$(pg_bin_dir)
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${KEEP_BENCH:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() {
-  local port
-  while :; do
-    port=$(shuf -i 20000-60000 -n 1)
-    ss -ltn "sport = :$port" | grep -q LISTEN || { echo "$port"; return; }
-  done
-}
-wait_http() { for _ in $(seq 1 200); do curl -fs -o /dev/null "$@" && return 0; sleep 0.1; done; echo "not ready: $*" >&2; return 1; }
+bench_init profile
 
 dotnet "$root/bench/ClaudeProxy.Benchmarks/bin/Release/net10.0/ClaudeProxy.Benchmarks.dll" servers "$work/servers.env" >"$work/servers.log" 2>&1 &
 pids+=($!)

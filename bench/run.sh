@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 source scripts/lib/install.sh
+source bench/lib.sh
 ensure_dotnet
 ensure_redis
 ensure_postgres
@@ -30,26 +31,7 @@ STREAMS=${STREAMS:-200}
 echo "==> building Release"
 dotnet build ClaudeProxy.sln -c Release -nologo -v quiet
 
-work=$(mktemp -d /tmp/claudeproxy-bench-XXXXXX)
-chmod 755 "$work"
-pids=()
-pgbin=$(pg_bin_dir)
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${KEEP_BENCH:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-  local port
-  while :; do
-    port=$(shuf -i 20000-60000 -n 1)
-    ss -ltn "sport = :$port" | grep -q LISTEN || { echo "$port"; return; }
-  done
-}
-wait_http() { for _ in $(seq 1 200); do curl -fs -o /dev/null "$@" && return 0; sleep 0.1; done; echo "not ready: $*" >&2; return 1; }
-median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
+bench_init bench
 
 echo "==> starting Redis, PostgreSQL, two simulators (direct and upstream) and the gateway"
 # The same starters the tests use (ClaudeProxy.Tests/Infrastructure/RedisServer.cs and PostgresServer.cs).
@@ -76,7 +58,6 @@ dotnet "$root/bench/ClaudeProxy.Benchmarks/bin/Release/net10.0/ClaudeProxy.Bench
 pids+=($!)
 bare_pid=$!
 
-random_secret() { echo "bench-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"; }
 # The development identity provider, for a signed-in person's token (compared with a device's in S1 and S2).
 idp_port=$(free_port)
 idp_secret=$(random_secret)
