@@ -9,9 +9,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 source scripts/lib/install.sh
 source bench/lib.sh
-ensure_dotnet
-ensure_postgres
-command -v curl >/dev/null 2>&1 || apt_install curl
+bench_needs postgres curl
 
 CALLS=${CALLS:-20}
 DAYS=${DAYS:-365}

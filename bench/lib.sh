@@ -31,3 +31,16 @@ wait_http() { for _ in $(seq 1 300); do curl -fs -o /dev/null "$@" && return 0; 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
 
 random_secret() { echo "bench-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"; }
+
+# bench_needs redis postgres wrk curl ...: .NET and each of these, installed when missing.
+bench_needs() {
+  ensure_dotnet
+  local tool
+  for tool in "$@"; do
+    case $tool in
+      redis) ensure_redis ;;
+      postgres) ensure_postgres ;;
+      *) command -v "$tool" >/dev/null 2>&1 || apt_install "$tool" ;;
+    esac
+  done
+}

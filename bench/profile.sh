@@ -11,11 +11,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 source scripts/lib/install.sh
 source bench/lib.sh
-ensure_dotnet
-ensure_redis
-ensure_postgres
-command -v wrk >/dev/null 2>&1 || apt_install wrk
-command -v curl >/dev/null 2>&1 || apt_install curl
+bench_needs redis postgres wrk curl
 dotnet tool restore >/dev/null
 
 TARGET=${TARGET:-gateway}

@@ -15,12 +15,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 source scripts/lib/install.sh
 source bench/lib.sh
-ensure_dotnet
-ensure_redis
-ensure_postgres
-command -v wrk >/dev/null 2>&1 || apt_install wrk
-command -v curl >/dev/null 2>&1 || apt_install curl
-command -v python3 >/dev/null 2>&1 || apt_install python3
+bench_needs redis postgres wrk curl python3
 
 ROUNDS=${ROUNDS:-3}
 BASELINE=${BASELINE:-}
