@@ -23,11 +23,7 @@ fi
 bench_init analytics
 
 echo "==> starting PostgreSQL (and Redis) with the tests' starters"
-dotnet "$root/bench/ClaudeProxy.Benchmarks/bin/Release/net10.0/ClaudeProxy.Benchmarks.dll" servers "$work/servers.env" >"$work/servers.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 600); do [ -f "$work/servers.env" ] && break; sleep 0.1; done
-[ -f "$work/servers.env" ] || { cat "$work/servers.log" >&2; echo "PostgreSQL did not start" >&2; exit 1; }
-source "$work/servers.env"
+bench_servers
 "$pgbin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres claudeproxydb
 database="postgres://postgres@127.0.0.1:$pg_port/claudeproxydb"
 gateway="$root/ClaudeProxy.Gateway/bin/Release/net10.0/ClaudeProxy.Gateway.dll"

@@ -45,11 +45,7 @@ secs() { awk -v t="$1" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }'; }
 per_request_us() { awk -v t="$1" -v hz="$hz" -v n="$2" 'BEGIN { printf "%.0f", 1e6 * t / hz / n }'; }
 
 echo "==> starting Redis and PostgreSQL"
-dotnet "$bench" servers "$work/servers.env" >"$work/servers.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 600); do [ -f "$work/servers.env" ] && break; sleep 0.1; done
-[ -f "$work/servers.env" ] || { cat "$work/servers.log" >&2; echo "Redis and PostgreSQL did not start" >&2; exit 1; }
-source "$work/servers.env"
+bench_servers
 psql_() { "$pgbin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -tAq "$@"; }
 redis_pid=$(redis-cli -p "$redis_port" INFO server | tr -d '\r' | sed -n 's/^process_id://p')
 postmaster=$(head -n1 "$(psql_ -d postgres -c 'SHOW data_directory')/postmaster.pid")

@@ -44,3 +44,14 @@ bench_needs() {
     esac
   done
 }
+
+# bench_servers: redis-server and PostgreSQL started as the tests start them (ClaudeProxy.Tests/Infrastructure), on free
+# loopback ports; sets redis_port and pg_port, and stops both at exit.
+bench_servers() {
+  dotnet "$root/bench/ClaudeProxy.Benchmarks/bin/Release/net10.0/ClaudeProxy.Benchmarks.dll" servers "$work/servers.env" >"$work/servers.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 600); do [ -f "$work/servers.env" ] && break; sleep 0.1; done
+  [ -f "$work/servers.env" ] || { cat "$work/servers.log" >&2; echo "Redis and PostgreSQL did not start" >&2; exit 1; }
+  # shellcheck disable=SC1091
+  source "$work/servers.env"
+}

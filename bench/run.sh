@@ -30,11 +30,7 @@ bench_init bench
 
 echo "==> starting Redis, PostgreSQL, two simulators (direct and upstream) and the gateway"
 # The same starters the tests use (ClaudeProxy.Tests/Infrastructure/RedisServer.cs and PostgresServer.cs).
-dotnet "$root/bench/ClaudeProxy.Benchmarks/bin/Release/net10.0/ClaudeProxy.Benchmarks.dll" servers "$work/servers.env" >"$work/servers.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 600); do [ -f "$work/servers.env" ] && break; sleep 0.1; done
-[ -f "$work/servers.env" ] || { cat "$work/servers.log" >&2; echo "Redis and PostgreSQL did not start" >&2; exit 1; }
-source "$work/servers.env"
+bench_servers
 "$pgbin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres claudeproxydb
 
 simkey="sk-sim-bench-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
