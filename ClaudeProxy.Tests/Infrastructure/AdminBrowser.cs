@@ -84,7 +84,10 @@ public sealed class AdminBrowser : IAsyncDisposable
         await page.WaitForURLAsync("**/login**");
         await page.FillAsync("input[name=password]", Password);
         await page.ClickAsync("button[type=submit]");
-        await page.WaitForURLAsync(url => !url.Contains("/login", StringComparison.Ordinal));
+        // Past the login once the next page's document is there: its own content is awaited by each test, and on a
+        // loaded machine the load event can come long after (or, once a resource stalls, not at all).
+        await page.WaitForURLAsync(url => !url.Contains("/login", StringComparison.Ordinal),
+            new PageWaitForURLOptions { WaitUntil = WaitUntilState.DOMContentLoaded, Timeout = 60_000 });
         return page;
     }
 
