@@ -64,7 +64,7 @@ public sealed class OperatorSignInBrowserTests(StackFixture fx) : IClassFixture<
         await AdminBrowser.ShotAsync(login, "login-provider");
 
         var page = await ProviderSignInAsync(admin, DevIdentityHost.Bob.Email, "/users");
-        await page.WaitForURLAsync(admin.Url + "/users");
+        await page.WaitForURLAsync(admin.Url + "/users", new PageWaitForURLOptions { WaitUntil = WaitUntilState.DOMContentLoaded, Timeout = 60_000 });
         await Assertions.Expect(page.Locator(".mud-appbar")).ToContainTextAsync(DevIdentityHost.Bob.Email);
         var row = page.Locator("tr", new PageLocatorOptions { HasText = "leaver@acme.example" });
         await row.GetByTestId("deactivate").ClickAsync();
